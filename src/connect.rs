@@ -1,0 +1,294 @@
+//! Source and destination clients, built in code from an [`Endpoint`], never by pasting strings.
+//!
+//! Connecting also classifies failures for the operator: an unreachable host, a TLS certificate
+//! that is not trusted, a wrong password, a replica set name that does not match, or a source
+//! that is not a replica set at all each get their own message and hint.
+
+use std::time::Duration;
+
+use mongodb::bson::{doc, Document};
+use mongodb::error::ErrorKind;
+use mongodb::options::{
+    ClientOptions, Compressor as DriverCompressor, Credential, ServerAddress, Tls, TlsOptions,
+    WriteConcern,
+};
+use mongodb::Client;
+
+use crate::cli::{Address, Compressor, Endpoint, Side};
+use crate::error::{ExitCode, Failure, Result};
+
+/// How long to look for a usable server before giving up, unless the URI says otherwise.
+pub const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one TCP/TLS connection attempt may take, unless the URI says otherwise.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Server selection timeout of the diagnostic probe run after a failure.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A connected deployment and what it said about itself.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    /// The driver client.
+    pub client: Client,
+    /// The `hello` reply.
+    pub hello: Document,
+    /// The server version from `buildInfo`, e.g. `8.0.4`.
+    pub version: String,
+}
+
+impl Connected {
+    /// The replica set name, if the server is a replica-set member.
+    pub fn set_name(&self) -> Option<&str> {
+        self.hello.get_str("setName").ok()
+    }
+}
+
+/// Builds the driver options for one side.
+pub async fn client_options(endpoint: &Endpoint) -> Result<ClientOptions> {
+    let side = endpoint.side;
+    let mut options = match &endpoint.address {
+        Address::Uri(uri) => ClientOptions::parse(uri.as_str()).await.map_err(|e| {
+            Failure::connection(format!(
+                "cannot resolve the {side} URI {}",
+                endpoint.address.display()
+            ))
+            .cause(e)
+            .hint("check the host name of the mongodb+srv:// URI and this machine's DNS")
+        })?,
+        Address::Seeds { set_name, hosts } => {
+            let mut o = ClientOptions::default();
+            o.hosts = hosts
+                .iter()
+                .map(|h| ServerAddress::Tcp {
+                    host: h.host.clone(),
+                    port: Some(h.port),
+                })
+                .collect();
+            o.repl_set_name = set_name.clone();
+            // mongomirror: a single host with no replica set name is a direct connection.
+            o.direct_connection = Some(set_name.is_none() && hosts.len() == 1);
+            o
+        }
+    };
+    if options.app_name.is_none() {
+        options.app_name = Some(format!("mongomirror-rs {side}"));
+    }
+    options
+        .server_selection_timeout
+        .get_or_insert(SERVER_SELECTION_TIMEOUT);
+    options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
+    options.compressors = (!endpoint.compressors.0.is_empty()).then(|| {
+        endpoint
+            .compressors
+            .0
+            .iter()
+            .map(|c| match c {
+                Compressor::Snappy => DriverCompressor::Snappy,
+                Compressor::Zstd => DriverCompressor::Zstd { level: None },
+                Compressor::Zlib => DriverCompressor::Zlib { level: None },
+            })
+            .collect()
+    });
+    if side == Side::Destination {
+        options.write_concern = Some(WriteConcern::majority());
+    }
+    if let Some(auth) = &endpoint.auth {
+        let mut credential = options
+            .credential
+            .take()
+            .unwrap_or_else(Credential::default);
+        if auth.username.is_some() {
+            credential.username = auth.username.clone();
+        }
+        if auth.password.is_some() {
+            credential.password = auth.password.clone();
+        }
+        if auth.source.is_some() {
+            credential.source = auth.source.clone();
+        }
+        if auth.mechanism.is_some() {
+            credential.mechanism = auth.mechanism.clone();
+        }
+        options.credential = Some(credential);
+    }
+    if let Some(tls) = &endpoint.tls {
+        let mut t = match options.tls.take() {
+            Some(Tls::Enabled(t)) => t,
+            _ => TlsOptions::default(),
+        };
+        if tls.ca_file.is_some() {
+            t.ca_file_path = tls.ca_file.clone();
+        }
+        if tls.cert_key_file.is_some() {
+            t.cert_key_file_path = tls.cert_key_file.clone();
+        }
+        if let Some(pw) = &tls.cert_key_password {
+            t.tls_certificate_key_file_password = Some(pw.as_bytes().to_vec());
+        }
+        if tls.allow_invalid {
+            t.allow_invalid_certificates = Some(true);
+        }
+        options.tls = Some(Tls::Enabled(t));
+    }
+    Ok(options)
+}
+
+/// Connects to one side and asks who it is.
+pub async fn connect(endpoint: &Endpoint) -> Result<Connected> {
+    let options = client_options(endpoint).await?;
+    let client = Client::with_options(options.clone()).map_err(|e| {
+        Failure::usage(format!("invalid {} connection options", endpoint.side)).cause(e)
+    })?;
+    let admin = client.database("admin");
+    let hello = match admin.run_command(doc! { "hello": 1 }).await {
+        Ok(h) => h,
+        Err(e) => return Err(diagnose(endpoint, &options, e).await),
+    };
+    let version = admin
+        .run_command(doc! { "buildInfo": 1 })
+        .await
+        .map_err(|e| classify(endpoint, e))?
+        .get_str("version")
+        .unwrap_or("unknown")
+        .to_string();
+    // Authentication happens lazily on the first command that needs it.
+    admin
+        .run_command(doc! { "connectionStatus": 1 })
+        .await
+        .map_err(|e| classify(endpoint, e))?;
+    Ok(Connected {
+        client,
+        hello,
+        version,
+    })
+}
+
+/// Connects to the source and checks that it is a replica-set member.
+pub async fn connect_source(endpoint: &Endpoint) -> Result<Connected> {
+    let connected = connect(endpoint).await?;
+    check_replica_set(endpoint, &connected.hello)?;
+    Ok(connected)
+}
+
+fn check_replica_set(endpoint: &Endpoint, hello: &Document) -> Result<()> {
+    if hello.get_str("setName").is_ok() {
+        return Ok(());
+    }
+    let shown = endpoint.address.display();
+    if hello.get_str("msg") == Ok("isdbgrid") {
+        return Err(Failure::new(
+            ExitCode::Preflight,
+            format!("{shown} is a mongos: mongomirror migrates replica sets, not sharded clusters"),
+        )
+        .hint("run one mongomirror per shard, pointing --host at each shard's replica set"));
+    }
+    Err(standalone_failure(&shown))
+}
+
+fn standalone_failure(shown: &str) -> Failure {
+    Failure::new(
+        ExitCode::Preflight,
+        format!("Source appears to be a standalone: {shown} is not a replica-set member, and mongomirror needs the source oplog"),
+    )
+    .hint(
+        "convert it to a one-member replica set: restart mongod with --replSet rs0, run rs.initiate(), \
+         then pass --host rs0/<host:port>",
+    )
+}
+
+/// Names which side failed and why, with the flags that fix it.
+fn classify(endpoint: &Endpoint, error: mongodb::error::Error) -> Failure {
+    let side = endpoint.side;
+    let shown = endpoint.address.display();
+    let cause = error.to_string();
+    let (user, password, auth_db) = match side {
+        Side::Source => ("--username", "--password", "--authenticationDatabase"),
+        Side::Destination => (
+            "--destinationUsername",
+            "--destinationPassword",
+            "--destinationAuthenticationDatabase",
+        ),
+    };
+    match *error.kind {
+        ErrorKind::Authentication { .. } => {
+            Failure::connection(format!("authentication to the {side} {shown} failed"))
+                .cause(cause)
+                .hint(format!(
+                    "check {user}, {password} and {auth_db} (SCRAM users usually live in admin)"
+                ))
+        }
+        ErrorKind::Command(ref c) if c.code == 18 || c.code == 13 => {
+            Failure::connection(format!("the {side} {shown} refused the credentials"))
+                .cause(cause)
+                .hint(format!(
+                    "check {user}, {password} and {auth_db}; the user needs the documented roles"
+                ))
+        }
+        _ => {
+            let lower = cause.to_ascii_lowercase();
+            let hint = if ["certificate", "unknownissuer", "tls", "handshake"]
+                .iter()
+                .any(|w| lower.contains(w))
+            {
+                match side {
+                    Side::Source => "the TLS handshake failed: pass --sslCAFile with the CA that signed the server certificate, or --tlsInsecure to skip validation".to_string(),
+                    Side::Destination => "the TLS handshake failed: put tls=true&tlsCAFile=<ca.pem> in a mongodb:// --destination URI".to_string(),
+                }
+            } else {
+                format!(
+                    "check that {} names running servers and that this machine can reach them",
+                    side.address_flag()
+                )
+            };
+            Failure::connection(format!(
+                "Could not connect to the {side} {shown}: no reachable servers"
+            ))
+            .cause(cause)
+            .hint(hint)
+        }
+    }
+}
+
+/// After a failed `hello`, probes the first seed directly to tell a standalone or a replica set
+/// name mismatch apart from an unreachable server.
+async fn diagnose(
+    endpoint: &Endpoint,
+    options: &ClientOptions,
+    error: mongodb::error::Error,
+) -> Failure {
+    let failure = classify(endpoint, error);
+    let Some(expected) = options.repl_set_name.clone() else {
+        return failure;
+    };
+    let mut probe = options.clone();
+    probe.hosts.truncate(1);
+    probe.repl_set_name = None;
+    probe.direct_connection = Some(true);
+    probe.server_selection_timeout = Some(PROBE_TIMEOUT);
+    let Ok(client) = Client::with_options(probe) else {
+        return failure;
+    };
+    let Ok(hello) = client
+        .database("admin")
+        .run_command(doc! { "hello": 1 })
+        .await
+    else {
+        return failure;
+    };
+    let host = options
+        .hosts
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    match hello.get_str("setName") {
+        Ok(actual) if actual != expected => Failure::connection(format!(
+            "{host} belongs to replica set '{actual}', not '{expected}'"
+        ))
+        .hint(format!(
+            "fix the set name in {}: {actual}/{host}",
+            endpoint.side.address_flag()
+        )),
+        Ok(_) => failure,
+        Err(_) if endpoint.side == Side::Source => standalone_failure(&endpoint.address.display()),
+        Err(_) => failure,
+    }
+}

@@ -1,0 +1,108 @@
+//! The one error type that reaches the operator.
+//!
+//! Every failure is classified by [`ExitCode`] so that scripts wrapping mongomirror can tell a typo
+//! from an unreachable server or a lost oplog position. A [`Failure`] carries the one-line
+//! message, the chain of causes, and an optional hint, and is printed by `main` as
+//! `Failed: <message>` followed by `caused by:` and `hint:` lines.
+
+use std::fmt;
+
+/// The documented process exit codes (README.md and docs/cli.md hold the table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Success, or a clean interrupt (SIGINT/SIGTERM) after the bookmark was saved.
+    Success = 0,
+    /// A runtime failure during copy or oplog replay.
+    Runtime = 1,
+    /// Bad command-line flags, config file or environment: nothing was contacted.
+    Usage = 2,
+    /// The source or destination could not be reached, or authentication failed.
+    Connection = 3,
+    /// A preflight check failed; nothing was written to the destination.
+    Preflight = 4,
+    /// The source oplog no longer holds the resume point.
+    OplogLost = 5,
+}
+
+impl ExitCode {
+    /// The numeric process exit status.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// A failure to show the operator: what went wrong, why, and what to do about it.
+#[derive(Debug)]
+pub struct Failure {
+    /// Which class of failure this is; decides the exit code.
+    pub exit: ExitCode,
+    /// One line: what went wrong.
+    pub message: String,
+    /// Underlying causes, outermost first.
+    pub causes: Vec<String>,
+    /// What the operator can do about it.
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    /// A failure of the given class with a one-line message.
+    pub fn new(exit: ExitCode, message: impl Into<String>) -> Self {
+        Failure {
+            exit,
+            message: message.into(),
+            causes: Vec::new(),
+            hint: None,
+        }
+    }
+
+    /// A usage error: bad flags, config or environment.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(ExitCode::Usage, message)
+    }
+
+    /// A connection or authentication failure.
+    pub fn connection(message: impl Into<String>) -> Self {
+        Self::new(ExitCode::Connection, message)
+    }
+
+    /// A runtime failure.
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Self::new(ExitCode::Runtime, message)
+    }
+
+    /// Adds an underlying cause.
+    pub fn cause(mut self, cause: impl fmt::Display) -> Self {
+        let text = cause.to_string();
+        if !text.is_empty() {
+            self.causes.push(text);
+        }
+        self
+    }
+
+    /// Sets the hint line.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The lines printed for this failure, without timestamps, secrets already removed.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = vec![format!("Failed: {}", self.message)];
+        out.extend(self.causes.iter().map(|c| format!("  caused by: {c}")));
+        if let Some(h) = &self.hint {
+            out.push(format!("  hint: {h}"));
+        }
+        out.into_iter().map(|l| crate::redact::scrub(&l)).collect()
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.lines().join("\n"))
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Shorthand for results that end in a [`Failure`].
+pub type Result<T, E = Failure> = std::result::Result<T, E>;

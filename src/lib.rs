@@ -1,0 +1,25 @@
+//! mongomirror-rs: migrate a live MongoDB replica set into another one, without downtime.
+//!
+//! # Layout
+//!
+//! The crate follows the pipeline an operator sees:
+//!
+//! - [`cli`]: mongomirror's flags, the `--config` file and the environment, resolved into
+//!   validated [`cli::Options`] before any network call.
+//! - [`connect`]: source and destination clients (seed lists, URIs, TLS, auth, compression),
+//!   and failures that say which side broke and why.
+//! - [`catalog`]: what the source holds and what of it takes part.
+//! - [`run`]: the stages in order: connect, preflight, initial sync, oplog sync.
+//! - [`error`], [`logging`], [`redact`]: the operator-facing edges: exit codes,
+//!   mongo-tools-style log lines, and keeping credentials out of both.
+
+pub mod catalog;
+pub mod cli;
+pub mod connect;
+pub mod error;
+pub mod logging;
+pub mod redact;
+
+pub use crate::run::run;
+
+mod run;
