@@ -9,6 +9,7 @@
 //! - [`connect`]: source and destination clients (seed lists, URIs, TLS, auth, compression),
 //!   and failures that say which side broke and why.
 //! - [`catalog`]: what the source holds and what of it takes part.
+//! - [`oplog`]: the source oplog: its edges, and (later) reading, spooling and replaying it.
 //! - [`run`]: the stages in order: connect, preflight, initial sync, oplog sync.
 //! - [`error`], [`logging`], [`redact`]: the operator-facing edges: exit codes,
 //!   mongo-tools-style log lines, and keeping credentials out of both.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod connect;
 pub mod error;
 pub mod logging;
+pub mod oplog;
 pub mod redact;
 
 pub use crate::run::run;

@@ -1,0 +1,49 @@
+//! The source oplog: where it starts and ends.
+//!
+//! Positions always come from `local.oplog.rs` itself, never from `hello.lastWrite`, which some
+//! servers synthesize: the newest entry by `$natural` order is the last write, and the oldest one
+//! tells whether a resume point is still held.
+
+use mongodb::bson::{doc, Document, Timestamp};
+use mongodb::Client;
+
+use crate::error::{Failure, Result};
+
+/// The oplog collection of a replica-set member.
+pub const OPLOG_DB: &str = "local";
+/// The oplog collection name.
+pub const OPLOG_COLL: &str = "oplog.rs";
+
+/// The timestamp of the newest (`newest = true`) or oldest entry in the source oplog.
+async fn edge_timestamp(client: &Client, newest: bool) -> Result<Timestamp> {
+    let which = if newest { "latest" } else { "oldest" };
+    let entry = client
+        .database(OPLOG_DB)
+        .collection::<Document>(OPLOG_COLL)
+        .find_one(doc! {})
+        .sort(doc! { "$natural": if newest { -1 } else { 1 } })
+        .projection(doc! { "ts": 1 })
+        .await
+        .map_err(|e| {
+            Failure::runtime(format!("Could not retrieve the {which} oplog entry from the source"))
+                .cause(e)
+                .hint("the source user needs read access to local.oplog.rs (the backup role has it)")
+        })?;
+    let entry = entry.ok_or_else(|| {
+        Failure::runtime(format!("Could not retrieve the {which} oplog entry from the source: not found"))
+            .hint("the source must be a replica-set member with a non-empty oplog")
+    })?;
+    entry.get_timestamp("ts").map_err(|e| {
+        Failure::runtime(format!("the {which} source oplog entry has no valid ts field")).cause(e)
+    })
+}
+
+/// The timestamp of the newest entry in the source oplog: the starting point of a sync.
+pub async fn newest_timestamp(client: &Client) -> Result<Timestamp> {
+    edge_timestamp(client, true).await
+}
+
+/// The timestamp of the oldest entry still in the source oplog.
+pub async fn oldest_timestamp(client: &Client) -> Result<Timestamp> {
+    edge_timestamp(client, false).await
+}
