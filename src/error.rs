@@ -71,8 +71,11 @@ impl Failure {
     }
 
     /// Adds an underlying cause.
+    ///
+    /// The driver's errors display as `Kind: <what>, labels: {..}`; only `<what>` helps an
+    /// operator, so that wrapper is removed here, once, for every caller.
     pub fn cause(mut self, cause: impl fmt::Display) -> Self {
-        let text = cause.to_string();
+        let text = driver_error_text(&cause.to_string());
         if !text.is_empty() {
             self.causes.push(text);
         }
@@ -103,6 +106,33 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_error_wrapper_is_removed() {
+        let f = Failure::runtime("x")
+            .cause("Kind: SCRAM failure: authentication failed, labels: {}, source: Some(Error { labels: {} })")
+            .cause("plain cause");
+        assert_eq!(f.causes, ["SCRAM failure: authentication failed", "plain cause"]);
+        let lines = f.hint("do this").lines();
+        assert_eq!(lines[0], "Failed: x");
+        assert_eq!(lines[3], "  hint: do this");
+    }
+}
+
+/// `Kind: <what>, labels: {..}` (the driver's error format) becomes `<what>`; other text is kept.
+fn driver_error_text(text: &str) -> String {
+    match text.strip_prefix("Kind: ") {
+        Some(rest) => rest
+            .split_once(", labels: ")
+            .map_or(rest, |(what, _)| what)
+            .to_string(),
+        None => text.to_string(),
+    }
+}
 
 /// Shorthand for results that end in a [`Failure`].
 pub type Result<T, E = Failure> = std::result::Result<T, E>;
