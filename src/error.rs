@@ -107,22 +107,6 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn driver_error_wrapper_is_removed() {
-        let f = Failure::runtime("x")
-            .cause("Kind: SCRAM failure: authentication failed, labels: {}, source: Some(Error { labels: {} })")
-            .cause("plain cause");
-        assert_eq!(f.causes, ["SCRAM failure: authentication failed", "plain cause"]);
-        let lines = f.hint("do this").lines();
-        assert_eq!(lines[0], "Failed: x");
-        assert_eq!(lines[3], "  hint: do this");
-    }
-}
-
 /// `Kind: <what>, labels: {..}` (the driver's error format) becomes `<what>`; other text is kept.
 fn driver_error_text(text: &str) -> String {
     match text.strip_prefix("Kind: ") {
@@ -136,3 +120,22 @@ fn driver_error_text(text: &str) -> String {
 
 /// Shorthand for results that end in a [`Failure`].
 pub type Result<T, E = Failure> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_error_wrapper_is_removed() {
+        let f = Failure::runtime("x")
+            .cause("Kind: SCRAM failure: authentication failed, labels: {}, source: Some(Error { labels: {} })")
+            .cause("plain cause");
+        assert_eq!(
+            f.causes,
+            ["SCRAM failure: authentication failed", "plain cause"]
+        );
+        let lines = f.hint("do this").lines();
+        assert_eq!(lines[0], "Failed: x");
+        assert_eq!(lines[3], "  hint: do this");
+    }
+}

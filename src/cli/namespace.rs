@@ -112,7 +112,7 @@ impl NamespaceFilter {
             return false;
         }
         !self.has_includes()
-            || self.include_dbs.iter().any(|d| *d == ns.db)
+            || self.include_dbs.contains(&ns.db)
             || self.include_namespaces.contains(ns)
     }
 }
