@@ -4,7 +4,13 @@ use super::*;
 use crate::error::ExitCode;
 use mongodb::options::AuthMechanism;
 
-const BASE: &[&str] = &["mongomirror", "--host", "rs0/h1:27017,h2:27017", "--destination", "rs1/d1:27017"];
+const BASE: &[&str] = &[
+    "mongomirror",
+    "--host",
+    "rs0/h1:27017,h2:27017",
+    "--destination",
+    "rs1/d1:27017",
+];
 
 fn parse_ok(extra: &[&str]) -> Options {
     let argv: Vec<&str> = BASE.iter().chain(extra).copied().collect();
@@ -38,109 +44,319 @@ macro_rules! flag_test {
     };
 }
 
-flag_test!(flag_host, [], |o| assert_eq!(o.source.address.display(), "rs0/h1:27017,h2:27017"));
-flag_test!(flag_destination, [], |o| assert_eq!(o.destination.address.display(), "rs1/d1:27017"));
-flag_test!(flag_username, ["--username", "alice", "--password", "pw1"], |o| {
-    assert_eq!(o.source.auth.unwrap().username.as_deref(), Some("alice"))
-});
-flag_test!(flag_password, ["--username", "alice", "--password=pw2"], |o| {
-    assert_eq!(o.source.auth.unwrap().password.as_deref(), Some("pw2"))
-});
-flag_test!(flag_authentication_database, ["--username", "a", "--password", "p", "--authenticationDatabase", "users"], |o| {
-    assert_eq!(o.source.auth.unwrap().source.as_deref(), Some("users"))
-});
-flag_test!(flag_authentication_mechanism, ["--username", "a", "--password", "p", "--authenticationMechanism", "SCRAM-SHA-1"], |o| {
-    assert_eq!(o.source.auth.unwrap().mechanism, Some(AuthMechanism::ScramSha1))
-});
-flag_test!(flag_destination_username, ["--destinationUsername", "bob", "--destinationPassword", "p"], |o| {
-    assert_eq!(o.destination.auth.unwrap().username.as_deref(), Some("bob"))
-});
-flag_test!(flag_destination_password, ["--destinationUsername", "bob", "--destinationPassword", "dpw"], |o| {
-    assert_eq!(o.destination.auth.unwrap().password.as_deref(), Some("dpw"))
-});
-flag_test!(flag_destination_authentication_database, ["--destinationUsername", "b", "--destinationPassword", "p", "--destinationAuthenticationDatabase", "admin2"], |o| {
-    assert_eq!(o.destination.auth.unwrap().source.as_deref(), Some("admin2"))
-});
-flag_test!(flag_destination_authentication_mechanism, ["--destinationUsername", "b", "--destinationPassword", "p", "--destinationAuthenticationMechanism", "PLAIN"], |o| {
-    assert_eq!(o.destination.auth.unwrap().mechanism, Some(AuthMechanism::Plain))
-});
+flag_test!(flag_host, [], |o| assert_eq!(
+    o.source.address.display(),
+    "rs0/h1:27017,h2:27017"
+));
+flag_test!(flag_destination, [], |o| assert_eq!(
+    o.destination.address.display(),
+    "rs1/d1:27017"
+));
+flag_test!(
+    flag_username,
+    ["--username", "alice", "--password", "pw1"],
+    |o| { assert_eq!(o.source.auth.unwrap().username.as_deref(), Some("alice")) }
+);
+flag_test!(
+    flag_password,
+    ["--username", "alice", "--password=pw2"],
+    |o| { assert_eq!(o.source.auth.unwrap().password.as_deref(), Some("pw2")) }
+);
+flag_test!(
+    flag_authentication_database,
+    [
+        "--username",
+        "a",
+        "--password",
+        "p",
+        "--authenticationDatabase",
+        "users"
+    ],
+    |o| { assert_eq!(o.source.auth.unwrap().source.as_deref(), Some("users")) }
+);
+flag_test!(
+    flag_authentication_mechanism,
+    [
+        "--username",
+        "a",
+        "--password",
+        "p",
+        "--authenticationMechanism",
+        "SCRAM-SHA-1"
+    ],
+    |o| {
+        assert_eq!(
+            o.source.auth.unwrap().mechanism,
+            Some(AuthMechanism::ScramSha1)
+        )
+    }
+);
+flag_test!(
+    flag_destination_username,
+    ["--destinationUsername", "bob", "--destinationPassword", "p"],
+    |o| { assert_eq!(o.destination.auth.unwrap().username.as_deref(), Some("bob")) }
+);
+flag_test!(
+    flag_destination_password,
+    [
+        "--destinationUsername",
+        "bob",
+        "--destinationPassword",
+        "dpw"
+    ],
+    |o| { assert_eq!(o.destination.auth.unwrap().password.as_deref(), Some("dpw")) }
+);
+flag_test!(
+    flag_destination_authentication_database,
+    [
+        "--destinationUsername",
+        "b",
+        "--destinationPassword",
+        "p",
+        "--destinationAuthenticationDatabase",
+        "admin2"
+    ],
+    |o| {
+        assert_eq!(
+            o.destination.auth.unwrap().source.as_deref(),
+            Some("admin2")
+        )
+    }
+);
+flag_test!(
+    flag_destination_authentication_mechanism,
+    [
+        "--destinationUsername",
+        "b",
+        "--destinationPassword",
+        "p",
+        "--destinationAuthenticationMechanism",
+        "PLAIN"
+    ],
+    |o| {
+        assert_eq!(
+            o.destination.auth.unwrap().mechanism,
+            Some(AuthMechanism::Plain)
+        )
+    }
+);
 flag_test!(flag_compressors, ["--compressors", "zlib"], |o| {
     assert_eq!(o.source.compressors, Compressors(vec![Compressor::Zlib]));
-    assert_eq!(o.destination.compressors, Compressors(vec![Compressor::Zlib]));
+    assert_eq!(
+        o.destination.compressors,
+        Compressors(vec![Compressor::Zlib])
+    );
 });
-flag_test!(flag_compressors_default_and_none, [], |o| assert_eq!(o.source.compressors, Compressors::default()));
+flag_test!(flag_compressors_default_and_none, [], |o| assert_eq!(
+    o.source.compressors,
+    Compressors::default()
+));
 flag_test!(flag_drop, ["--drop"], |o| assert!(o.drop));
-flag_test!(flag_no_index_restore, ["--noIndexRestore"], |o| assert!(o.no_index_restore));
-flag_test!(flag_include_namespace, ["--includeNamespace", "a.b", "--includeNamespace=c.d.e"], |o| {
-    assert_eq!(o.filter.include_namespaces, vec![Namespace::new("a", "b"), Namespace::new("c", "d.e")])
-});
-flag_test!(flag_include_db, ["--includeDB", "a", "--includeDB", "b"], |o| assert_eq!(o.filter.include_dbs, vec!["a", "b"]));
+flag_test!(flag_no_index_restore, ["--noIndexRestore"], |o| assert!(
+    o.no_index_restore
+));
+flag_test!(
+    flag_include_namespace,
+    ["--includeNamespace", "a.b", "--includeNamespace=c.d.e"],
+    |o| {
+        assert_eq!(
+            o.filter.include_namespaces,
+            vec![Namespace::new("a", "b"), Namespace::new("c", "d.e")]
+        )
+    }
+);
+flag_test!(
+    flag_include_db,
+    ["--includeDB", "a", "--includeDB", "b"],
+    |o| assert_eq!(o.filter.include_dbs, vec!["a", "b"])
+);
 flag_test!(flag_exclude_namespace, ["--excludeNamespace", "a.b"], |o| {
     assert_eq!(o.filter.exclude_namespaces, vec![Namespace::new("a", "b")])
 });
-flag_test!(flag_exclude_db, ["--excludeDB", "x"], |o| assert_eq!(o.filter.exclude_dbs, vec!["x"]));
-flag_test!(flag_ssl, ["--ssl"], |o| assert_eq!(o.source.tls, Some(TlsSettings::default())));
-flag_test!(flag_ssl_pem_key_file, ["--sslPEMKeyFile", "Cargo.toml"], |o| {
-    assert_eq!(o.source.tls.unwrap().cert_key_file, Some("Cargo.toml".into()))
-});
-flag_test!(flag_ssl_pem_key_password, ["--sslPEMKeyFile", "Cargo.toml", "--sslPEMKeyPassword", "kp"], |o| {
-    assert_eq!(o.source.tls.unwrap().cert_key_password.as_deref(), Some("kp"))
-});
-flag_test!(flag_ssl_ca_file, ["--ssl", "--sslCAFile", "Cargo.toml"], |o| {
-    assert_eq!(o.source.tls.unwrap().ca_file, Some("Cargo.toml".into()))
-});
-flag_test!(flag_ssl_allow_invalid_hostnames, ["--ssl", "--sslAllowInvalidHostnames"], |o| {
-    assert!(o.source.tls.unwrap().allow_invalid);
-    assert!(o.warnings.iter().any(|w| w.contains("--sslAllowInvalidHostnames")));
-});
-flag_test!(flag_ssl_allow_invalid_certificates, ["--ssl", "--sslAllowInvalidCertificates"], |o| {
-    assert!(o.source.tls.unwrap().allow_invalid)
-});
-flag_test!(flag_tls_insecure, ["--ssl", "--tlsInsecure"], |o| assert!(o.source.tls.unwrap().allow_invalid));
-flag_test!(flag_read_preference, ["--readPreference", "secondary"], |o| {
-    assert!(o.warnings.iter().any(|w| w.contains("--readPreference is deprecated and has no effect")))
-});
+flag_test!(flag_exclude_db, ["--excludeDB", "x"], |o| assert_eq!(
+    o.filter.exclude_dbs,
+    vec!["x"]
+));
+flag_test!(flag_ssl, ["--ssl"], |o| assert_eq!(
+    o.source.tls,
+    Some(TlsSettings::default())
+));
+flag_test!(
+    flag_ssl_pem_key_file,
+    ["--sslPEMKeyFile", "Cargo.toml"],
+    |o| {
+        assert_eq!(
+            o.source.tls.unwrap().cert_key_file,
+            Some("Cargo.toml".into())
+        )
+    }
+);
+flag_test!(
+    flag_ssl_pem_key_password,
+    ["--sslPEMKeyFile", "Cargo.toml", "--sslPEMKeyPassword", "kp"],
+    |o| {
+        assert_eq!(
+            o.source.tls.unwrap().cert_key_password.as_deref(),
+            Some("kp")
+        )
+    }
+);
+flag_test!(
+    flag_ssl_ca_file,
+    ["--ssl", "--sslCAFile", "Cargo.toml"],
+    |o| { assert_eq!(o.source.tls.unwrap().ca_file, Some("Cargo.toml".into())) }
+);
+flag_test!(
+    flag_ssl_allow_invalid_hostnames,
+    ["--ssl", "--sslAllowInvalidHostnames"],
+    |o| {
+        assert!(o.source.tls.unwrap().allow_invalid);
+        assert!(o
+            .warnings
+            .iter()
+            .any(|w| w.contains("--sslAllowInvalidHostnames")));
+    }
+);
+flag_test!(
+    flag_ssl_allow_invalid_certificates,
+    ["--ssl", "--sslAllowInvalidCertificates"],
+    |o| { assert!(o.source.tls.unwrap().allow_invalid) }
+);
+flag_test!(flag_tls_insecure, ["--ssl", "--tlsInsecure"], |o| assert!(
+    o.source.tls.unwrap().allow_invalid
+));
+flag_test!(
+    flag_read_preference,
+    ["--readPreference", "secondary"],
+    |o| {
+        assert!(o
+            .warnings
+            .iter()
+            .any(|w| w.contains("--readPreference is deprecated and has no effect")))
+    }
+);
 flag_test!(flag_write_concern, ["--writeConcern", "{w:1}"], |o| {
-    assert!(o.warnings.iter().any(|w| w.contains("--writeConcern is deprecated and has no effect")))
+    assert!(o
+        .warnings
+        .iter()
+        .any(|w| w.contains("--writeConcern is deprecated and has no effect")))
 });
-flag_test!(flag_bypass_document_validation, ["--bypassDocumentValidation"], |o| {
-    assert!(o.warnings.iter().any(|w| w.contains("--bypassDocumentValidation is deprecated and has no effect")))
-});
-flag_test!(flag_num_parallel_collections, ["--numParallelCollections", "8"], |o| assert_eq!(o.num_parallel_collections, 8));
-flag_test!(flag_j, ["-j", "2"], |o| assert_eq!(o.num_parallel_collections, 2));
-flag_test!(flag_j_default, [], |o| assert_eq!(o.num_parallel_collections, DEFAULT_PARALLEL_COLLECTIONS));
-flag_test!(flag_bookmark_file, ["--bookmarkFile", "/tmp/b.json"], |o| assert_eq!(o.bookmark_file, std::path::PathBuf::from("/tmp/b.json")));
-flag_test!(flag_bookmark_file_default, [], |o| assert_eq!(o.bookmark_file, std::path::PathBuf::from("mongomirror.bookmark")));
+flag_test!(
+    flag_bypass_document_validation,
+    ["--bypassDocumentValidation"],
+    |o| {
+        assert!(o
+            .warnings
+            .iter()
+            .any(|w| w.contains("--bypassDocumentValidation is deprecated and has no effect")))
+    }
+);
+flag_test!(
+    flag_num_parallel_collections,
+    ["--numParallelCollections", "8"],
+    |o| assert_eq!(o.num_parallel_collections, 8)
+);
+flag_test!(flag_j, ["-j", "2"], |o| assert_eq!(
+    o.num_parallel_collections,
+    2
+));
+flag_test!(flag_j_default, [], |o| assert_eq!(
+    o.num_parallel_collections,
+    DEFAULT_PARALLEL_COLLECTIONS
+));
+flag_test!(
+    flag_bookmark_file,
+    ["--bookmarkFile", "/tmp/b.json"],
+    |o| assert_eq!(o.bookmark_file, std::path::PathBuf::from("/tmp/b.json"))
+);
+flag_test!(flag_bookmark_file_default, [], |o| assert_eq!(
+    o.bookmark_file,
+    std::path::PathBuf::from("mongomirror.bookmark")
+));
 flag_test!(flag_force_dump, ["--forceDump"], |o| assert!(o.force_dump));
-flag_test!(flag_oplog_path, ["--oplogPath", "/var/spool"], |o| assert_eq!(o.oplog_path, Some("/var/spool".into())));
-flag_test!(flag_oplog_batch_size, ["--oplogBatchSize", "500"], |o| assert_eq!(o.oplog_batch_size, 500));
-flag_test!(flag_oplog_batch_size_default, [], |o| assert_eq!(o.oplog_batch_size, DEFAULT_OPLOG_BATCH_SIZE));
-flag_test!(flag_http_status_port, ["--httpStatusPort", "8080"], |o| assert_eq!(o.http_status, Some(("127.0.0.1".to_string(), 8080))));
-flag_test!(flag_http_status_host, ["--httpStatusPort", "1", "--httpStatusHost", "0.0.0.0"], |o| {
-    assert_eq!(o.http_status, Some(("0.0.0.0".to_string(), 1)))
-});
-flag_test!(flag_coll_stats_threshold, ["--collStatsThreshold", "-1"], |o| assert_eq!(o.coll_stats_threshold, -1));
-flag_test!(flag_coll_stats_threshold_zero, ["--collStatsThreshold", "0"], |o| assert_eq!(o.coll_stats_threshold, 0));
-flag_test!(flag_remove_auto_index_id, ["--removeAutoIndexId"], |o| assert!(o.remove_auto_index_id));
-flag_test!(flag_preflight_only, ["--preflightOnly"], |o| assert!(o.preflight_only));
-flag_test!(flag_verbose, ["-vv"], |o| assert_eq!(o.verbosity, Verbosity::Trace));
-flag_test!(flag_verbose_long, ["--verbose"], |o| assert_eq!(o.verbosity, Verbosity::Verbose));
-flag_test!(flag_quiet, ["--quiet"], |o| assert_eq!(o.verbosity, Verbosity::Quiet));
+flag_test!(
+    flag_oplog_path,
+    ["--oplogPath", "/var/spool"],
+    |o| assert_eq!(o.oplog_path, Some("/var/spool".into()))
+);
+flag_test!(
+    flag_oplog_batch_size,
+    ["--oplogBatchSize", "500"],
+    |o| assert_eq!(o.oplog_batch_size, 500)
+);
+flag_test!(flag_oplog_batch_size_default, [], |o| assert_eq!(
+    o.oplog_batch_size,
+    DEFAULT_OPLOG_BATCH_SIZE
+));
+flag_test!(
+    flag_http_status_port,
+    ["--httpStatusPort", "8080"],
+    |o| assert_eq!(o.http_status, Some(("127.0.0.1".to_string(), 8080)))
+);
+flag_test!(
+    flag_http_status_host,
+    ["--httpStatusPort", "1", "--httpStatusHost", "0.0.0.0"],
+    |o| { assert_eq!(o.http_status, Some(("0.0.0.0".to_string(), 1))) }
+);
+flag_test!(
+    flag_coll_stats_threshold,
+    ["--collStatsThreshold", "-1"],
+    |o| assert_eq!(o.coll_stats_threshold, -1)
+);
+flag_test!(
+    flag_coll_stats_threshold_zero,
+    ["--collStatsThreshold", "0"],
+    |o| assert_eq!(o.coll_stats_threshold, 0)
+);
+flag_test!(
+    flag_remove_auto_index_id,
+    ["--removeAutoIndexId"],
+    |o| assert!(o.remove_auto_index_id)
+);
+flag_test!(flag_preflight_only, ["--preflightOnly"], |o| assert!(
+    o.preflight_only
+));
+flag_test!(flag_verbose, ["-vv"], |o| assert_eq!(
+    o.verbosity,
+    Verbosity::Trace
+));
+flag_test!(flag_verbose_long, ["--verbose"], |o| assert_eq!(
+    o.verbosity,
+    Verbosity::Verbose
+));
+flag_test!(flag_quiet, ["--quiet"], |o| assert_eq!(
+    o.verbosity,
+    Verbosity::Quiet
+));
 
 #[test]
 fn flag_host_accepts_uris_and_bare_hosts() {
-    for (host, want_uri) in [("mongodb://u:p@a:1,b:2/?replicaSet=rs0", true), ("mongodb+srv://c.example.net/", true), ("a:27018", false)] {
+    for (host, want_uri) in [
+        ("mongodb://u:p@a:1,b:2/?replicaSet=rs0", true),
+        ("mongodb+srv://c.example.net/", true),
+        ("a:27018", false),
+    ] {
         let o = match parse(["mongomirror", "--host", host, "--destination", "d"]) {
             Ok(Invocation::Run(o)) => o,
             other => panic!("{host}: {other:?}"),
         };
-        assert_eq!(matches!(o.source.address, Address::Uri(_)), want_uri, "{host}");
+        assert_eq!(
+            matches!(o.source.address, Address::Uri(_)),
+            want_uri,
+            "{host}"
+        );
     }
 }
 
 #[test]
 fn flag_destination_atlas_hosts_use_tls() {
-    let o = match parse(["mongomirror", "--host", "h:1", "--destination", "atlas-x-shard-0/c0.abcde.mongodb.net:27017"]) {
+    let o = match parse([
+        "mongomirror",
+        "--host",
+        "h:1",
+        "--destination",
+        "atlas-x-shard-0/c0.abcde.mongodb.net:27017",
+    ]) {
         Ok(Invocation::Run(o)) => o,
         other => panic!("{other:?}"),
     };
@@ -162,12 +378,26 @@ fn flag_help_and_version_print() {
 fn unsupported_flags_are_refused_by_name() {
     for (extra, flag) in [
         (&["--preserveUUIDs"][..], "--preserveUUIDs"),
-        (&["--gssapiServiceName", "mongodb"][..], "--gssapiServiceName"),
+        (
+            &["--gssapiServiceName", "mongodb"][..],
+            "--gssapiServiceName",
+        ),
         (&["--gssapiHostName", "h"][..], "--gssapiHostName"),
         (&["--awsSessionToken", "t"][..], "--awsSessionToken"),
         (&["--sslCRLFile", "crl.pem"][..], "--sslCRLFile"),
-        (&["--username", "u", "--authenticationMechanism", "GSSAPI"][..], "--authenticationMechanism"),
-        (&["--destinationUsername", "u", "--destinationAuthenticationMechanism", "MONGODB-IAM"][..], "--destinationAuthenticationMechanism"),
+        (
+            &["--username", "u", "--authenticationMechanism", "GSSAPI"][..],
+            "--authenticationMechanism",
+        ),
+        (
+            &[
+                "--destinationUsername",
+                "u",
+                "--destinationAuthenticationMechanism",
+                "MONGODB-IAM",
+            ][..],
+            "--destinationAuthenticationMechanism",
+        ),
     ] {
         let f = parse_err_extra(extra);
         assert_eq!(f.exit, ExitCode::Usage);
@@ -179,26 +409,152 @@ fn unsupported_flags_are_refused_by_name() {
 fn bad_inputs_fail_with_usage_code_and_hint() {
     let cases: &[(&[&str], &str)] = &[
         (&["mongomirror"], "missing --host"),
-        (&["mongomirror", "--host", "rs0/", "--destination", "d"], "has no hosts"),
-        (&["mongomirror", "--host", "rs0/:27017", "--destination", "d"], "no host name"),
-        (&["mongomirror", "--host", "h:notaport", "--destination", "d"], "not a port number"),
+        (
+            &["mongomirror", "--host", "rs0/", "--destination", "d"],
+            "has no hosts",
+        ),
+        (
+            &["mongomirror", "--host", "rs0/:27017", "--destination", "d"],
+            "no host name",
+        ),
+        (
+            &["mongomirror", "--host", "h:notaport", "--destination", "d"],
+            "not a port number",
+        ),
         (&["mongomirror", "--host", "h"], "missing --destination"),
-        (&["mongomirror", "--host", "h", "--destination", "d", "-j", "0"], "--numParallelCollections"),
-        (&["mongomirror", "--host", "h", "--destination", "d", "--oplogBatchSize", "-5"], "--oplogBatchSize"),
-        (&["mongomirror", "--host", "h", "--destination", "d", "--compressors", "lz4"], "unknown compressor 'lz4'"),
-        (&["mongomirror", "--host", "h", "--destination", "d", "--includeNamespace", "nodot"], "expected <database>.<collection>"),
-        (&["mongomirror", "--host", "h", "--destination", "d", "--nope"], "unexpected argument '--nope'"),
-        (&["mongomirror", "--host", "h", "--destination", "d", "--httpStatusPort", "99999"], "--httpStatusPort"),
-        (&["mongomirror", "--host", "h", "--destination", "d", "--config", "/nonexistent/mm.yaml"], "cannot read config file"),
-        (&["mongomirror", "--host", "h", "--destination", "d", "--username", "u"], "password is missing"),
-        (&["mongomirror", "--host", "h", "--destination", "d", "--password", "p"], "without --username"),
-        (&["mongomirror", "--host", "h", "--destination", "d", "--sslCAFile", "/nonexistent/ca.pem"], "cannot read --sslCAFile"),
-        (&["mongomirror", "--host", "h", "--destination", "d", "--verbose", "--quiet"], "cannot be used with"),
+        (
+            &[
+                "mongomirror",
+                "--host",
+                "h",
+                "--destination",
+                "d",
+                "-j",
+                "0",
+            ],
+            "--numParallelCollections",
+        ),
+        (
+            &[
+                "mongomirror",
+                "--host",
+                "h",
+                "--destination",
+                "d",
+                "--oplogBatchSize",
+                "-5",
+            ],
+            "--oplogBatchSize",
+        ),
+        (
+            &[
+                "mongomirror",
+                "--host",
+                "h",
+                "--destination",
+                "d",
+                "--compressors",
+                "lz4",
+            ],
+            "unknown compressor 'lz4'",
+        ),
+        (
+            &[
+                "mongomirror",
+                "--host",
+                "h",
+                "--destination",
+                "d",
+                "--includeNamespace",
+                "nodot",
+            ],
+            "expected <database>.<collection>",
+        ),
+        (
+            &["mongomirror", "--host", "h", "--destination", "d", "--nope"],
+            "unexpected argument '--nope'",
+        ),
+        (
+            &[
+                "mongomirror",
+                "--host",
+                "h",
+                "--destination",
+                "d",
+                "--httpStatusPort",
+                "99999",
+            ],
+            "--httpStatusPort",
+        ),
+        (
+            &[
+                "mongomirror",
+                "--host",
+                "h",
+                "--destination",
+                "d",
+                "--config",
+                "/nonexistent/mm.yaml",
+            ],
+            "cannot read config file",
+        ),
+        (
+            &[
+                "mongomirror",
+                "--host",
+                "h",
+                "--destination",
+                "d",
+                "--username",
+                "u",
+            ],
+            "password is missing",
+        ),
+        (
+            &[
+                "mongomirror",
+                "--host",
+                "h",
+                "--destination",
+                "d",
+                "--password",
+                "p",
+            ],
+            "without --username",
+        ),
+        (
+            &[
+                "mongomirror",
+                "--host",
+                "h",
+                "--destination",
+                "d",
+                "--sslCAFile",
+                "/nonexistent/ca.pem",
+            ],
+            "cannot read --sslCAFile",
+        ),
+        (
+            &[
+                "mongomirror",
+                "--host",
+                "h",
+                "--destination",
+                "d",
+                "--verbose",
+                "--quiet",
+            ],
+            "cannot be used with",
+        ),
     ];
     for (argv, expected) in cases {
         let f = parse_err(argv);
         assert_eq!(f.exit, ExitCode::Usage, "{argv:?}");
-        assert!(f.message.contains(expected), "{argv:?}: got {:?}", f.message);
+        assert!(
+            f.message.contains(expected),
+            "{argv:?}: got {:?}",
+            f.message
+        );
         assert!(f.hint.is_some(), "{argv:?} has no hint");
     }
 }
@@ -250,7 +606,10 @@ mod config_file {
         .unwrap();
         assert!(matches!(o.source.address, Address::Uri(_)));
         assert_eq!(o.source.auth.unwrap().password.as_deref(), Some("filepw"));
-        assert_eq!(o.destination.auth.unwrap().password.as_deref(), Some("dfilepw"));
+        assert_eq!(
+            o.destination.auth.unwrap().password.as_deref(),
+            Some("dfilepw")
+        );
         assert_eq!(o.filter.include_namespaces.len(), 2);
         assert!(o.drop);
         assert_eq!(o.num_parallel_collections, 3);
@@ -287,8 +646,17 @@ mod config_file {
 
     #[test]
     fn a_bad_value_from_the_file_says_so() {
-        let err = parse_with("host: h\ndestination: d\nnumParallelCollections: 0\n", &[]).unwrap_err();
-        assert!(err.message.contains("--numParallelCollections"), "{}", err.message);
-        assert!(err.causes.iter().any(|c| c.contains("config file")), "{:?}", err.causes);
+        let err =
+            parse_with("host: h\ndestination: d\nnumParallelCollections: 0\n", &[]).unwrap_err();
+        assert!(
+            err.message.contains("--numParallelCollections"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.causes.iter().any(|c| c.contains("config file")),
+            "{:?}",
+            err.causes
+        );
     }
 }

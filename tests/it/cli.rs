@@ -16,7 +16,10 @@ fn assert_failed(out: &Output, code: i32, message: &str) {
         .lines()
         .find(|l| l.contains("Failed: "))
         .unwrap_or_else(|| panic!("no Failed: line\n{out}"));
-    assert!(failed.contains(message), "expected {message:?} in {failed:?}\n{out}");
+    assert!(
+        failed.contains(message),
+        "expected {message:?} in {failed:?}\n{out}"
+    );
     assert!(out.stderr.contains("hint: "), "no hint\n{out}");
     for forbidden in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
         assert!(!out.stderr.contains(forbidden), "{forbidden}\n{out}");
@@ -28,27 +31,66 @@ async fn bad_input_exits_2_with_a_clear_message() {
     let config_dir = tempfile::tempdir().unwrap();
     let unreadable = config_dir.path().join("missing.yaml");
     let unreadable = unreadable.to_str().unwrap();
-    let base = ["--host", "rs0/127.0.0.1:27017", "--destination", "127.0.0.1:27018"];
+    let base = [
+        "--host",
+        "rs0/127.0.0.1:27017",
+        "--destination",
+        "127.0.0.1:27018",
+    ];
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec![], "missing --host"),
         (vec!["--host", "rs0/", "--destination", "d"], "has no hosts"),
-        (vec!["--host", "rs0/:27017", "--destination", "d"], "no host name before the port"),
-        (vec!["--host", "h:notaport", "--destination", "d"], "'notaport' in 'h:notaport' is not a port number"),
+        (
+            vec!["--host", "rs0/:27017", "--destination", "d"],
+            "no host name before the port",
+        ),
+        (
+            vec!["--host", "h:notaport", "--destination", "d"],
+            "'notaport' in 'h:notaport' is not a port number",
+        ),
         (vec!["--host", "rs0/h:1"], "missing --destination"),
-        ([&base[..], &["-j", "0"]].concat(), "--numParallelCollections"),
-        ([&base[..], &["--oplogBatchSize", "-5"]].concat(), "--oplogBatchSize"),
-        ([&base[..], &["--compressors", "lz4"]].concat(), "unknown compressor 'lz4'"),
-        ([&base[..], &["--includeNamespace", "nodot"]].concat(), "expected <database>.<collection>"),
-        ([&base[..], &["--noSuchFlag"]].concat(), "unexpected argument '--noSuchFlag'"),
-        ([&base[..], &["--httpStatusPort", "99999"]].concat(), "--httpStatusPort"),
-        ([&base[..], &["--config", unreadable]].concat(), "cannot read config file"),
-        ([&base[..], &["--preserveUUIDs"]].concat(), "--preserveUUIDs is not supported"),
+        (
+            [&base[..], &["-j", "0"]].concat(),
+            "--numParallelCollections",
+        ),
+        (
+            [&base[..], &["--oplogBatchSize", "-5"]].concat(),
+            "--oplogBatchSize",
+        ),
+        (
+            [&base[..], &["--compressors", "lz4"]].concat(),
+            "unknown compressor 'lz4'",
+        ),
+        (
+            [&base[..], &["--includeNamespace", "nodot"]].concat(),
+            "expected <database>.<collection>",
+        ),
+        (
+            [&base[..], &["--noSuchFlag"]].concat(),
+            "unexpected argument '--noSuchFlag'",
+        ),
+        (
+            [&base[..], &["--httpStatusPort", "99999"]].concat(),
+            "--httpStatusPort",
+        ),
+        (
+            [&base[..], &["--config", unreadable]].concat(),
+            "cannot read config file",
+        ),
+        (
+            [&base[..], &["--preserveUUIDs"]].concat(),
+            "--preserveUUIDs is not supported",
+        ),
     ];
     for (args, message) in cases {
         let started = Instant::now();
         let out = mongomirror().args(&args).run(QUICK).await;
         assert_failed(&out, 2, message);
-        assert!(started.elapsed() < Duration::from_secs(5), "{args:?} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
     }
 }
 
@@ -57,20 +99,38 @@ async fn an_unreachable_host_fails_in_bounded_time_without_showing_the_password(
     let started = Instant::now();
     let out = mongomirror()
         .args([
-            "--host", "rs0/127.0.0.1:1", "--destination", "127.0.0.1:2",
-            "--username", "alice", "--password", "Unreachable-S3cret",
+            "--host",
+            "rs0/127.0.0.1:1",
+            "--destination",
+            "127.0.0.1:2",
+            "--username",
+            "alice",
+            "--password",
+            "Unreachable-S3cret",
         ])
         .run(Duration::from_secs(60))
         .await;
     assert_failed(&out, 3, "Could not connect to the source");
-    assert!(started.elapsed() < Duration::from_secs(40), "took {:?}", started.elapsed());
-    assert!(!out.stderr.contains("Unreachable-S3cret") && !out.stdout.contains("Unreachable-S3cret"), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !out.stderr.contains("Unreachable-S3cret") && !out.stdout.contains("Unreachable-S3cret"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
 async fn passwords_in_uris_and_config_files_are_never_printed() {
     let out = mongomirror()
-        .args(["--host", "mongodb://alice:Uri-S3cret@h:zz/", "--destination", "d"])
+        .args([
+            "--host",
+            "mongodb://alice:Uri-S3cret@h:zz/",
+            "--destination",
+            "d",
+        ])
         .run(QUICK)
         .await;
     assert_failed(&out, 2, "invalid --host");
@@ -80,7 +140,14 @@ async fn passwords_in_uris_and_config_files_are_never_printed() {
     let config = dir.path().join("mm.yaml");
     std::fs::write(&config, "password: [File-S3cret\n").unwrap();
     let out = mongomirror()
-        .args(["--host", "h", "--destination", "d", "--config", config.to_str().unwrap()])
+        .args([
+            "--host",
+            "h",
+            "--destination",
+            "d",
+            "--config",
+            config.to_str().unwrap(),
+        ])
         .run(QUICK)
         .await;
     assert_failed(&out, 2, "not valid YAML");
@@ -95,21 +162,63 @@ async fn version_and_help_exit_0() {
 
     let out = mongomirror().arg("--help").run(QUICK).await;
     assert!(out.success(), "{out}");
-    for heading in ["Source:", "Destination:", "TLS (source):", "Namespaces:", "Copy:", "Oplog and resume:", "Monitoring:"] {
-        assert!(out.stdout.contains(heading), "missing section {heading}\n{out}");
+    for heading in [
+        "Source:",
+        "Destination:",
+        "TLS (source):",
+        "Namespaces:",
+        "Copy:",
+        "Oplog and resume:",
+        "Monitoring:",
+    ] {
+        assert!(
+            out.stdout.contains(heading),
+            "missing section {heading}\n{out}"
+        );
     }
 }
 
 /// The 39 options of mongomirror's reference, spelled exactly.
 const MONGOMIRROR_FLAGS: [&str; 39] = [
-    "host", "username", "password", "authenticationDatabase", "authenticationMechanism",
-    "awsSessionToken", "compressors", "config", "destination", "destinationAuthenticationDatabase",
-    "destinationAuthenticationMechanism", "destinationUsername", "destinationPassword", "drop",
-    "noIndexRestore", "includeNamespace", "includeDB", "ssl", "sslPEMKeyFile", "sslPEMKeyPassword",
-    "sslCAFile", "sslCRLFile", "sslAllowInvalidHostnames", "sslAllowInvalidCertificates",
-    "tlsInsecure", "gssapiServiceName", "gssapiHostName", "readPreference", "writeConcern",
-    "numParallelCollections", "bypassDocumentValidation", "bookmarkFile", "forceDump", "oplogPath",
-    "oplogBatchSize", "httpStatusPort", "collStatsThreshold", "removeAutoIndexId", "preserveUUIDs",
+    "host",
+    "username",
+    "password",
+    "authenticationDatabase",
+    "authenticationMechanism",
+    "awsSessionToken",
+    "compressors",
+    "config",
+    "destination",
+    "destinationAuthenticationDatabase",
+    "destinationAuthenticationMechanism",
+    "destinationUsername",
+    "destinationPassword",
+    "drop",
+    "noIndexRestore",
+    "includeNamespace",
+    "includeDB",
+    "ssl",
+    "sslPEMKeyFile",
+    "sslPEMKeyPassword",
+    "sslCAFile",
+    "sslCRLFile",
+    "sslAllowInvalidHostnames",
+    "sslAllowInvalidCertificates",
+    "tlsInsecure",
+    "gssapiServiceName",
+    "gssapiHostName",
+    "readPreference",
+    "writeConcern",
+    "numParallelCollections",
+    "bypassDocumentValidation",
+    "bookmarkFile",
+    "forceDump",
+    "oplogPath",
+    "oplogBatchSize",
+    "httpStatusPort",
+    "collStatsThreshold",
+    "removeAutoIndexId",
+    "preserveUUIDs",
 ];
 
 /// Every `--flag` token in `text` that starts a help entry or a table cell.
@@ -119,7 +228,11 @@ fn flags_in(text: &str, entry_start: impl Fn(&str) -> Option<&str>) -> BTreeSet<
         .flat_map(|cell| {
             cell.split([',', ' ', '`', '|'])
                 .filter_map(|w| w.strip_prefix("--"))
-                .map(|w| w.chars().take_while(|c| c.is_ascii_alphanumeric()).collect::<String>())
+                .map(|w| {
+                    w.chars()
+                        .take_while(|c| c.is_ascii_alphanumeric())
+                        .collect::<String>()
+                })
                 .filter(|w| !w.is_empty())
                 .collect::<Vec<_>>()
         })
@@ -133,13 +246,20 @@ async fn help_shows_every_mongomirror_option_and_matches_docs_cli_md() {
     // Help entries are lines that start (after indentation) with `-x, --flag` or `--flag`.
     let help = flags_in(&out.stdout, |l| {
         let t = l.trim_start();
-        (t.starts_with("--") || (t.starts_with('-') && t.get(2..4) == Some(", "))).then(|| t.split("  ").next().unwrap_or(t))
+        (t.starts_with("--") || (t.starts_with('-') && t.get(2..4) == Some(", ")))
+            .then(|| t.split("  ").next().unwrap_or(t))
     });
     for flag in MONGOMIRROR_FLAGS {
         assert!(help.contains(flag), "--help lacks --{flag}");
     }
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cli.md")).unwrap();
     // Documented flags are the first cell of a table row.
-    let documented = flags_in(&doc, |l| l.strip_prefix("| `--").map(|_| l.split('|').nth(1).unwrap_or("")));
-    assert_eq!(help, documented, "flags in --help (left) and docs/cli.md (right) differ");
+    let documented = flags_in(&doc, |l| {
+        l.strip_prefix("| `--")
+            .map(|_| l.split('|').nth(1).unwrap_or(""))
+    });
+    assert_eq!(
+        help, documented,
+        "flags in --help (left) and docs/cli.md (right) differ"
+    );
 }

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::support::{mongomirror, skip_on_real_deployment, Output, Pair, ServerOptions, TestServer, TlsMode, User};
+use crate::support::{
+    mongomirror, skip_on_real_deployment, Output, Pair, ServerOptions, TestServer, TlsMode, User,
+};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -19,7 +21,13 @@ fn seed_list(server: &TestServer) -> String {
 /// Runs `--preflightOnly` between the pair with extra flags.
 async fn preflight(pair: &Pair, extra: &[&str]) -> Output {
     mongomirror()
-        .args(["--host", &seed_list(&pair.source), "--destination", &pair.destination.uri(), "--preflightOnly"])
+        .args([
+            "--host",
+            &seed_list(&pair.source),
+            "--destination",
+            &pair.destination.uri(),
+            "--preflightOnly",
+        ])
         .args(extra)
         .run(DEADLINE)
         .await
@@ -27,16 +35,33 @@ async fn preflight(pair: &Pair, extra: &[&str]) -> Output {
 
 fn assert_connected(out: &Output) {
     assert!(out.success(), "{out}");
-    assert!(out.stderr.contains("connected to the source: replica set"), "{out}");
+    assert!(
+        out.stderr.contains("connected to the source: replica set"),
+        "{out}"
+    );
     assert!(out.stderr.contains("connected to the destination"), "{out}");
 }
 
 fn assert_failure(out: &Output, code: i32, message: &str, hint: &str) {
     assert_eq!(out.status, Some(code), "{out}");
-    let failed = out.stderr.lines().find(|l| l.contains("Failed: ")).unwrap_or_else(|| panic!("{out}"));
-    assert!(failed.contains(message), "expected {message:?} in {failed:?}\n{out}");
-    let hint_line = out.stderr.lines().find(|l| l.contains("hint: ")).unwrap_or_else(|| panic!("{out}"));
-    assert!(hint_line.contains(hint), "expected {hint:?} in {hint_line:?}\n{out}");
+    let failed = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("Failed: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        failed.contains(message),
+        "expected {message:?} in {failed:?}\n{out}"
+    );
+    let hint_line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("hint: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        hint_line.contains(hint),
+        "expected {hint:?} in {hint_line:?}\n{out}"
+    );
     assert!(!out.stderr.contains("panicked"), "{out}");
 }
 
@@ -45,13 +70,23 @@ async fn plain_connection_in_every_address_form() {
     let pair = Pair::start().await;
     let out = preflight(&pair, &[]).await;
     assert_connected(&out);
-    assert!(out.stderr.contains("--preflightOnly: stopping before anything is written"), "{out}");
+    assert!(
+        out.stderr
+            .contains("--preflightOnly: stopping before anything is written"),
+        "{out}"
+    );
     if pair.source.is_external() {
         return;
     }
     for host in [pair.source.host_port(), pair.source.uri()] {
         let out = mongomirror()
-            .args(["--host", &host, "--destination", &pair.destination.host_port(), "--preflightOnly"])
+            .args([
+                "--host",
+                &host,
+                "--destination",
+                &pair.destination.host_port(),
+                "--preflightOnly",
+            ])
             .run(DEADLINE)
             .await;
         assert_connected(&out);
@@ -69,10 +104,28 @@ async fn compressors_are_negotiated_or_turned_off() {
 #[tokio::test]
 async fn deprecated_flags_warn_once_and_have_no_effect() {
     let pair = Pair::start().await;
-    let out = preflight(&pair, &["--readPreference", "secondary", "--writeConcern", "1", "--bypassDocumentValidation"]).await;
+    let out = preflight(
+        &pair,
+        &[
+            "--readPreference",
+            "secondary",
+            "--writeConcern",
+            "1",
+            "--bypassDocumentValidation",
+        ],
+    )
+    .await;
     assert_connected(&out);
-    for flag in ["--readPreference", "--writeConcern", "--bypassDocumentValidation"] {
-        let warnings = out.stderr.lines().filter(|l| l.contains(&format!("warning: {flag} is deprecated and has no effect"))).count();
+    for flag in [
+        "--readPreference",
+        "--writeConcern",
+        "--bypassDocumentValidation",
+    ] {
+        let warnings = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains(&format!("warning: {flag} is deprecated and has no effect")))
+            .count();
         assert_eq!(warnings, 1, "{flag}\n{out}");
     }
 }
@@ -91,8 +144,24 @@ async fn scram_with_good_and_wrong_passwords_names_the_failing_side() {
         let (host, dest) = (seed_list(&pair.source), pair.destination.uri());
         async move {
             mongomirror()
-                .args(["--host", &host, "--username", "alice", "--password", src_pw, "--authenticationDatabase", "admin"])
-                .args(["--destination", &dest, "--destinationUsername", "alice", "--destinationPassword", dst_pw])
+                .args([
+                    "--host",
+                    &host,
+                    "--username",
+                    "alice",
+                    "--password",
+                    src_pw,
+                    "--authenticationDatabase",
+                    "admin",
+                ])
+                .args([
+                    "--destination",
+                    &dest,
+                    "--destinationUsername",
+                    "alice",
+                    "--destinationPassword",
+                    dst_pw,
+                ])
                 .arg("--preflightOnly")
                 .run(DEADLINE)
                 .await
@@ -105,8 +174,16 @@ async fn scram_with_good_and_wrong_passwords_names_the_failing_side() {
     assert!(!out.stderr.contains("Wrong-Source-Pw"), "{out}");
 
     let out = run("alice-Pw-1", "Wrong-Dest-Pw").await;
-    assert_failure(&out, 3, "authentication to the destination", "--destinationPassword");
-    assert!(!out.stderr.contains("Wrong-Dest-Pw") && !out.stderr.contains("alice-Pw-1"), "{out}");
+    assert_failure(
+        &out,
+        3,
+        "authentication to the destination",
+        "--destinationPassword",
+    );
+    assert!(
+        !out.stderr.contains("Wrong-Dest-Pw") && !out.stderr.contains("alice-Pw-1"),
+        "{out}"
+    );
 }
 
 /// Flag beats environment beats config file: each layer is given a wrong password in turn.
@@ -121,7 +198,14 @@ async fn password_precedence_is_flag_then_env_then_config() {
     let run = |config_pw: &str, env_pw: Option<&str>, flag_pw: Option<&str>| {
         std::fs::write(&config, format!("password: {config_pw}\n")).unwrap();
         let mut cmd = mongomirror()
-            .args(["--host", &seed_list(&pair.source), "--username", "alice", "--destination", &pair.destination.uri()])
+            .args([
+                "--host",
+                &seed_list(&pair.source),
+                "--username",
+                "alice",
+                "--destination",
+                &pair.destination.uri(),
+            ])
             .args(["--config", config.to_str().unwrap(), "--preflightOnly"])
             .env_remove("MONGOMIRROR_PASSWORD");
         if let Some(pw) = env_pw {
@@ -135,7 +219,12 @@ async fn password_precedence_is_flag_then_env_then_config() {
     assert_connected(&run("alice-Pw-1", None, None).await);
     assert_connected(&run("wrong-in-file", Some("alice-Pw-1"), None).await);
     assert_connected(&run("wrong-in-file", Some("wrong-in-env"), Some("alice-Pw-1")).await);
-    assert_failure(&run("alice-Pw-1", Some("wrong-in-env"), None).await, 3, "authentication to the source", "--password");
+    assert_failure(
+        &run("alice-Pw-1", Some("wrong-in-env"), None).await,
+        3,
+        "authentication to the source",
+        "--password",
+    );
 }
 
 #[tokio::test]
@@ -143,20 +232,40 @@ async fn tls_with_a_ca_file_with_invalid_certificates_allowed_and_without_a_ca()
     if skip_on_real_deployment("needs a TLS server") {
         return;
     }
-    let pair = Pair::start_with(ServerOptions::default().with_tls(TlsMode::Tls), ServerOptions::default()).await;
-    let ca = pair.source.tls_files().expect("TLS files").ca_file.to_str().unwrap().to_string();
+    let pair = Pair::start_with(
+        ServerOptions::default().with_tls(TlsMode::Tls),
+        ServerOptions::default(),
+    )
+    .await;
+    let ca = pair
+        .source
+        .tls_files()
+        .expect("TLS files")
+        .ca_file
+        .to_str()
+        .unwrap()
+        .to_string();
     let host = format!("secantus/localhost:{}", pair.source.port());
     let run = |extra: Vec<String>| {
         let host = host.clone();
         let dest = pair.destination.uri();
         async move {
-            mongomirror().args(["--host", &host, "--destination", &dest, "--preflightOnly"]).args(extra).run(DEADLINE).await
+            mongomirror()
+                .args(["--host", &host, "--destination", &dest, "--preflightOnly"])
+                .args(extra)
+                .run(DEADLINE)
+                .await
         }
     };
     assert_connected(&run(vec!["--ssl".into(), "--sslCAFile".into(), ca.clone()]).await);
     assert_connected(&run(vec!["--ssl".into(), "--sslAllowInvalidCertificates".into()]).await);
     assert_connected(&run(vec!["--ssl".into(), "--tlsInsecure".into()]).await);
-    assert_failure(&run(vec!["--ssl".into()]).await, 3, "Could not connect to the source", "--sslCAFile");
+    assert_failure(
+        &run(vec!["--ssl".into()]).await,
+        3,
+        "Could not connect to the source",
+        "--sslCAFile",
+    );
 }
 
 #[tokio::test]
@@ -164,12 +273,28 @@ async fn mutual_tls_with_a_client_certificate() {
     if skip_on_real_deployment("needs a TLS server") {
         return;
     }
-    let pair = Pair::start_with(ServerOptions::default().with_tls(TlsMode::RequireClientCert), ServerOptions::default()).await;
+    let pair = Pair::start_with(
+        ServerOptions::default().with_tls(TlsMode::RequireClientCert),
+        ServerOptions::default(),
+    )
+    .await;
     let files = pair.source.tls_files().expect("TLS files");
     let host = format!("secantus/localhost:{}", pair.source.port());
     let out = mongomirror()
-        .args(["--host", &host, "--destination", &pair.destination.uri(), "--preflightOnly", "--ssl"])
-        .args(["--sslCAFile", files.ca_file.to_str().unwrap(), "--sslPEMKeyFile", files.client_pem_file.to_str().unwrap()])
+        .args([
+            "--host",
+            &host,
+            "--destination",
+            &pair.destination.uri(),
+            "--preflightOnly",
+            "--ssl",
+        ])
+        .args([
+            "--sslCAFile",
+            files.ca_file.to_str().unwrap(),
+            "--sslPEMKeyFile",
+            files.client_pem_file.to_str().unwrap(),
+        ])
         .run(DEADLINE)
         .await;
     assert_connected(&out);
@@ -180,14 +305,32 @@ async fn a_standalone_source_is_refused_with_a_hint_to_convert_it() {
     if skip_on_real_deployment("needs a standalone server") {
         return;
     }
-    let pair = Pair::start_with(ServerOptions::default().standalone(), ServerOptions::default()).await;
+    let pair = Pair::start_with(
+        ServerOptions::default().standalone(),
+        ServerOptions::default(),
+    )
+    .await;
     // Both a direct connection and a replica-set seed list reach the same diagnosis.
-    for host in [pair.source.host_port(), format!("rs0/{}", pair.source.host_port())] {
+    for host in [
+        pair.source.host_port(),
+        format!("rs0/{}", pair.source.host_port()),
+    ] {
         let out = mongomirror()
-            .args(["--host", &host, "--destination", &pair.destination.uri(), "--preflightOnly"])
+            .args([
+                "--host",
+                &host,
+                "--destination",
+                &pair.destination.uri(),
+                "--preflightOnly",
+            ])
             .run(DEADLINE)
             .await;
-        assert_failure(&out, 4, "Source appears to be a standalone", "rs.initiate()");
+        assert_failure(
+            &out,
+            4,
+            "Source appears to be a standalone",
+            "rs.initiate()",
+        );
     }
 }
 
@@ -198,9 +341,19 @@ async fn a_wrong_replica_set_name_is_diagnosed() {
     }
     let pair = Pair::start().await;
     let out = mongomirror()
-        .args(["--host", &format!("wrongset/{}", pair.source.host_port()), "--destination", &pair.destination.uri()])
+        .args([
+            "--host",
+            &format!("wrongset/{}", pair.source.host_port()),
+            "--destination",
+            &pair.destination.uri(),
+        ])
         .arg("--preflightOnly")
         .run(DEADLINE)
         .await;
-    assert_failure(&out, 3, "belongs to replica set 'secantus', not 'wrongset'", "secantus/");
+    assert_failure(
+        &out,
+        3,
+        "belongs to replica set 'secantus', not 'wrongset'",
+        "secantus/",
+    );
 }
