@@ -14,6 +14,7 @@
 //! - [`error`], [`logging`], [`redact`]: the operator-facing edges: exit codes,
 //!   mongo-tools-style log lines, and keeping credentials out of both.
 
+pub mod bookmark;
 pub mod catalog;
 pub mod cli;
 pub mod connect;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod logging;
 pub mod oplog;
 pub mod redact;
+pub mod spool;
 
 pub use crate::run::run;
 
