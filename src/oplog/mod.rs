@@ -1,4 +1,9 @@
-//! The source oplog: where it starts and ends.
+//! The source oplog: where it starts and ends, what its entries mean, and replaying them.
+//!
+//! - [`entry`]: a typed parse of every entry shape, borrowing from the raw BSON.
+//! - [`diff`]: partial updates (`$v:2` doc-diffs, change-stream shaped diffs) applied exactly.
+//! - [`apply`]: entries turned into idempotent writes on the destination, batched and spread
+//!   over writers, with transactions assembled and applied at their commit.
 //!
 //! Positions always come from `local.oplog.rs` itself, never from `hello.lastWrite`, which some
 //! servers synthesize: the newest entry by `$natural` order is the last write, and the oldest one
@@ -8,6 +13,13 @@ use mongodb::bson::{doc, Document, Timestamp};
 use mongodb::Client;
 
 use crate::error::{Failure, Result};
+
+pub mod apply;
+mod ddl;
+mod dest;
+pub mod diff;
+pub mod entry;
+mod writer;
 
 /// The oplog collection of a replica-set member.
 pub const OPLOG_DB: &str = "local";
@@ -25,16 +37,23 @@ async fn edge_timestamp(client: &Client, newest: bool) -> Result<Timestamp> {
         .projection(doc! { "ts": 1 })
         .await
         .map_err(|e| {
-            Failure::runtime(format!("Could not retrieve the {which} oplog entry from the source"))
-                .cause(e)
-                .hint("the source user needs read access to local.oplog.rs (the backup role has it)")
+            Failure::runtime(format!(
+                "Could not retrieve the {which} oplog entry from the source"
+            ))
+            .cause(e)
+            .hint("the source user needs read access to local.oplog.rs (the backup role has it)")
         })?;
     let entry = entry.ok_or_else(|| {
-        Failure::runtime(format!("Could not retrieve the {which} oplog entry from the source: not found"))
-            .hint("the source must be a replica-set member with a non-empty oplog")
+        Failure::runtime(format!(
+            "Could not retrieve the {which} oplog entry from the source: not found"
+        ))
+        .hint("the source must be a replica-set member with a non-empty oplog")
     })?;
     entry.get_timestamp("ts").map_err(|e| {
-        Failure::runtime(format!("the {which} source oplog entry has no valid ts field")).cause(e)
+        Failure::runtime(format!(
+            "the {which} source oplog entry has no valid ts field"
+        ))
+        .cause(e)
     })
 }
 

@@ -1,0 +1,688 @@
+//! Replaying the source oplog on the destination through ordinary commands.
+//!
+//! [`Applier::push`] takes raw entries in oplog order and queues them; a batch is applied when it
+//! reaches `--oplogBatchSize` entries or [`MAX_BATCH_BYTES`], or when the caller calls
+//! [`Applier::flush`] (before saving a bookmark, when the source is idle, at shutdown).
+//!
+//! Applying a batch:
+//!
+//! - The batch is expanded into steps in oplog order: CRUD operations (inner operations of
+//!   non-transaction `applyOps` included), DDL commands, and committed transactions between two
+//!   barriers. The namespace filter is applied to every operation, inside transactions too.
+//! - CRUD runs between barriers are spread over writer lanes by hash of (namespace, `_id`), so each
+//!   document's order holds while different documents are written in parallel
+//!   ([`super::writer`]). A collection with a unique secondary index, or a capped collection,
+//!   gets one ordered lane of its own.
+//! - Every DDL command is a barrier: everything before it is acknowledged first, and it runs alone.
+//! - Transactions are assembled from their entries (`partialTxn` chains, prepared transactions)
+//!   in a bounded buffer, and their operations are applied at the commit entry, between barriers.
+//!   They are not atomic on the destination, like mongod's own initial sync and mongorestore.
+//!
+//! Every write is idempotent, so replay may start from a copy that already holds some of the
+//! entries' effects, and a batch that failed half-way may be applied again from the last
+//! [`Applier::checkpoint`].
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+use futures::future::try_join_all;
+use mongodb::bson::raw::{RawBsonRef, RawDocument};
+use mongodb::bson::{doc, Document, RawDocumentBuf, Timestamp};
+use mongodb::Client;
+use tracing::warn;
+
+use super::diff::DiffError;
+use super::entry::{self, Command, EntryError, Kind, Op, OpTime, Skip, Txn, TxnKey, Update};
+use super::writer::{self, id_key, Change, DocOp, NsInfo, Patch};
+use super::{ddl, dest};
+use crate::cli::{Namespace, NamespaceFilter, DEFAULT_OPLOG_BATCH_SIZE};
+use crate::error::Failure;
+
+/// Writer lanes for CRUD of collections without ordering constraints.
+pub const DEFAULT_WRITERS: usize = 8;
+/// A batch is applied once its entries reach this many bytes (the server's 16 MB).
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// The most bytes of transaction entries held while waiting for their commit.
+pub const MAX_TXN_BYTES: usize = 256 * 1024 * 1024;
+/// The fewest CRUD operations per writer lane in one run.
+const MIN_OPS_PER_LANE: usize = 64;
+/// `applyOps` may nest; the server allows 10 levels.
+const MAX_APPLY_OPS_DEPTH: usize = 10;
+
+/// Why replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// An entry could not be understood.
+    #[error("cannot read the oplog entry at {ts}: {source}")]
+    Entry {
+        /// The entry's `ts`.
+        ts: String,
+        /// What is wrong with it.
+        #[source]
+        source: EntryError,
+    },
+    /// The destination answered with a write error.
+    #[error("the destination refused the {what} on {ns}: {message} (code {code})")]
+    Refused {
+        /// The command.
+        what: String,
+        /// The namespace.
+        ns: String,
+        /// Server error code.
+        code: i32,
+        /// Server message.
+        message: String,
+    },
+    /// A command failed on the destination (after retries, for transient failures).
+    #[error("the {what} on {ns} failed on the destination")]
+    Destination {
+        /// The command.
+        what: String,
+        /// The namespace.
+        ns: String,
+        /// The driver's error (boxed: it is large, and errors are rare).
+        #[source]
+        source: Box<mongodb::error::Error>,
+    },
+    /// A diff does not apply to the destination's document.
+    #[error("cannot apply the update of {ns} _id {id}")]
+    Diff {
+        /// The namespace.
+        ns: String,
+        /// The document's `_id`.
+        id: String,
+        /// Why.
+        #[source]
+        source: DiffError,
+    },
+    /// A document cannot be converted or encoded.
+    #[error("document _id {id} of {ns} cannot be encoded: {message}")]
+    Document {
+        /// The namespace.
+        ns: String,
+        /// The document's `_id`.
+        id: String,
+        /// Why.
+        message: String,
+    },
+    /// Open transactions hold more than [`MAX_TXN_BYTES`].
+    #[error("open transactions hold more than {limit} bytes of oplog entries")]
+    TxnTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// A transaction commits whose earlier entries were never read.
+    #[error(
+        "a transaction ({key}) commits at {ts}, but its earlier oplog entries were never read"
+    )]
+    TxnIncomplete {
+        /// The transaction.
+        key: String,
+        /// The committing entry.
+        ts: String,
+    },
+    /// A collection outside the filter is renamed into it: its documents were never copied.
+    #[error("{from} is renamed to {to}: the namespace filter includes {to} but not {from}, so its documents were never copied")]
+    RenameIntoFilter {
+        /// The source namespace.
+        from: String,
+        /// The target namespace.
+        to: String,
+    },
+}
+
+impl From<ApplyError> for Failure {
+    fn from(e: ApplyError) -> Self {
+        let hint = match &e {
+            ApplyError::TxnIncomplete { .. } | ApplyError::RenameIntoFilter { .. } => {
+                Some("rerun with --forceDump to copy the source again")
+            }
+            ApplyError::TxnTooLarge { .. } => {
+                Some("a transaction larger than the buffer is open on the source; rerun when it has committed")
+            }
+            _ => None,
+        };
+        let mut failure = Failure::runtime(format!("oplog replay failed: {e}"));
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            failure = failure.cause(cause);
+            source = cause.source();
+        }
+        match hint {
+            Some(h) => failure.hint(h),
+            None => failure,
+        }
+    }
+}
+
+/// How the applier batches and spreads work.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyOptions {
+    /// Entries per batch (`--oplogBatchSize`).
+    pub batch_entries: usize,
+    /// Writer lanes for unordered collections.
+    pub writers: usize,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            batch_entries: DEFAULT_OPLOG_BATCH_SIZE as usize,
+            writers: DEFAULT_WRITERS,
+        }
+    }
+}
+
+/// Counters for the log and the status endpoint.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Entries pushed.
+    pub entries: u64,
+    /// Document write statements acknowledged by the destination.
+    pub writes: u64,
+    /// Partial updates of documents missing on the destination, skipped (never upserted).
+    pub missing: u64,
+    /// Writes skipped because a unique value was still held by a document whose copy is newer
+    /// than the replay position; later entries settle them.
+    pub conflicts: u64,
+    /// Operations not replayed: no-ops, internal namespaces, filtered out, aborted.
+    pub skipped: u64,
+    /// DDL commands applied.
+    pub commands: u64,
+    /// Transactions applied.
+    pub transactions: u64,
+}
+
+/// Something waiting in the current batch.
+enum Pending {
+    /// One entry with CRUD or DDL to apply.
+    Entry(RawDocumentBuf),
+    /// The entries of a committed transaction, in order.
+    Txn(Vec<RawDocumentBuf>),
+}
+
+/// One step of an expanded batch.
+enum Step<'a> {
+    Crud(DocOp<'a>),
+    Command(Command<'a>),
+    Barrier,
+}
+
+/// The entries of a transaction that has not committed yet.
+struct Chain {
+    entries: Vec<RawDocumentBuf>,
+    bytes: usize,
+    /// The last entry pushed before the chain's first one: a bookmark must not pass it.
+    before: Option<OpTime>,
+}
+
+/// Open transactions, bounded by [`MAX_TXN_BYTES`].
+#[derive(Default)]
+struct TxnBuffer {
+    chains: HashMap<TxnKey, Chain>,
+    bytes: usize,
+}
+
+impl TxnBuffer {
+    fn add(
+        &mut self,
+        key: TxnKey,
+        entry: RawDocumentBuf,
+        before: Option<OpTime>,
+    ) -> Result<(), ApplyError> {
+        let size = entry.as_bytes().len();
+        if self.bytes + size > MAX_TXN_BYTES {
+            return Err(ApplyError::TxnTooLarge {
+                limit: MAX_TXN_BYTES,
+            });
+        }
+        self.bytes += size;
+        let chain = self.chains.entry(key).or_insert_with(|| Chain {
+            entries: Vec::new(),
+            bytes: 0,
+            before,
+        });
+        chain.bytes += size;
+        chain.entries.push(entry);
+        Ok(())
+    }
+
+    fn take(&mut self, key: &TxnKey) -> Option<Chain> {
+        let chain = self.chains.remove(key)?;
+        self.bytes -= chain.bytes;
+        Some(chain)
+    }
+
+    /// The bookmark limit imposed by open transactions: `None` if there are none,
+    /// `Some(None)` if one began at the first entry pushed.
+    fn limit(&self) -> Option<Option<OpTime>> {
+        self.chains
+            .values()
+            .map(|c| c.before)
+            .min_by_key(|b| b.map(|o| o.ts))
+    }
+}
+
+/// What `push` decided for an entry, once the parse is dropped.
+enum Action {
+    Nothing,
+    Queue,
+    Buffer(TxnKey),
+    Commit {
+        key: TxnKey,
+        prev: Option<Timestamp>,
+    },
+    CommitPrepared(TxnKey),
+    Abort(TxnKey),
+}
+
+/// Applies oplog entries to the destination.
+pub struct Applier {
+    client: Client,
+    filter: NamespaceFilter,
+    options: ApplyOptions,
+    pending: Vec<Pending>,
+    pending_entries: usize,
+    pending_bytes: usize,
+    last_pushed: Option<OpTime>,
+    applied: Option<OpTime>,
+    txns: TxnBuffer,
+    /// What replay needs to know about destination collections; cleared by every DDL command.
+    namespaces: HashMap<Namespace, NsInfo>,
+    /// Time-series collections already warned about.
+    warned: HashSet<Namespace>,
+    stats: ApplyStats,
+}
+
+impl Applier {
+    /// An applier writing to `destination` (whose client should use majority write concern;
+    /// every command also states it).
+    pub fn new(destination: Client, filter: NamespaceFilter, options: ApplyOptions) -> Self {
+        Applier {
+            client: destination,
+            filter,
+            options,
+            pending: Vec::new(),
+            pending_entries: 0,
+            pending_bytes: 0,
+            last_pushed: None,
+            applied: None,
+            txns: TxnBuffer::default(),
+            namespaces: HashMap::new(),
+            warned: HashSet::new(),
+            stats: ApplyStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ApplyStats {
+        self.stats
+    }
+
+    /// The newest position that is safe to save as a bookmark: every entry pushed up to it is
+    /// acknowledged by the destination, and no transaction that began at or before it is still
+    /// open. `None` means nothing new is safe yet (keep the previous bookmark).
+    ///
+    /// SecantusDB gives all operations of one transaction the same `ts`, so entries pushed later
+    /// may share the checkpoint's `ts`: resume with `ts >= checkpoint` (re-applying entries is
+    /// idempotent), not `ts > checkpoint`, unless the source is a real mongod, where every
+    /// entry has its own `ts`.
+    pub fn checkpoint(&self) -> Option<OpTime> {
+        match self.txns.limit() {
+            None => self.applied,
+            Some(None) => None,
+            Some(Some(before)) => self.applied.map(|applied| {
+                if applied.ts <= before.ts {
+                    applied
+                } else {
+                    before
+                }
+            }),
+        }
+    }
+
+    /// The position of the last entry pushed, applied or not.
+    pub fn last_pushed(&self) -> Option<OpTime> {
+        self.last_pushed
+    }
+
+    /// Queues one entry (entries must come in oplog order) and applies the batch when full.
+    /// After an error the applier must be dropped and replay restarted from the last checkpoint.
+    pub async fn push(&mut self, entry: RawDocumentBuf) -> Result<(), ApplyError> {
+        let (optime, action) = {
+            let parsed = entry::parse(&entry).map_err(|e| entry_error(&entry, e))?;
+            let action = match parsed.kind {
+                Kind::Op(Op::Skip(skip)) => {
+                    self.note_skip(&skip);
+                    Action::Nothing
+                }
+                Kind::Op(_) => Action::Queue,
+                Kind::Txn(Txn::ApplyOps {
+                    key,
+                    partial,
+                    prepare,
+                    prev,
+                    ..
+                }) => {
+                    if partial || prepare {
+                        Action::Buffer(key)
+                    } else {
+                        Action::Commit { key, prev }
+                    }
+                }
+                Kind::Txn(Txn::Commit { key }) => Action::CommitPrepared(key),
+                Kind::Txn(Txn::Abort { key }) => Action::Abort(key),
+            };
+            (parsed.optime, action)
+        };
+        self.stats.entries += 1;
+        let size = entry.as_bytes().len();
+        match action {
+            Action::Nothing => {}
+            Action::Queue => self.queue(Pending::Entry(entry), size),
+            Action::Buffer(key) => self.txns.add(key, entry, self.last_pushed)?,
+            Action::Commit { key, prev } => {
+                let mut entries = match self.txns.take(&key) {
+                    Some(chain) => chain.entries,
+                    None if prev.is_some() => return Err(incomplete(&key, optime)),
+                    None => Vec::new(),
+                };
+                entries.push(entry);
+                self.queue(Pending::Txn(entries), size);
+            }
+            Action::CommitPrepared(key) => {
+                let chain = self
+                    .txns
+                    .take(&key)
+                    .ok_or_else(|| incomplete(&key, optime))?;
+                self.queue(Pending::Txn(chain.entries), chain.bytes);
+            }
+            Action::Abort(key) => {
+                if self.txns.take(&key).is_none() {
+                    warn!(
+                        "transaction ({key}) aborts at {}, but none of its entries were read",
+                        optime.ts
+                    );
+                }
+                self.stats.skipped += 1;
+            }
+        }
+        self.last_pushed = Some(optime);
+        if self.pending_entries >= self.options.batch_entries.max(1)
+            || self.pending_bytes >= MAX_BATCH_BYTES
+        {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, pending: Pending, size: usize) {
+        self.pending.push(pending);
+        self.pending_entries += 1;
+        self.pending_bytes += size;
+    }
+
+    /// Applies everything queued; afterwards [`Applier::checkpoint`] covers every entry pushed
+    /// except those of transactions still open.
+    pub async fn flush(&mut self) -> Result<(), ApplyError> {
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_entries = 0;
+        self.pending_bytes = 0;
+        let mut steps = Vec::new();
+        for item in &pending {
+            match item {
+                Pending::Entry(raw) => {
+                    let parsed = entry::parse(raw).map_err(|e| entry_error(raw, e))?;
+                    if let Kind::Op(op) = parsed.kind {
+                        self.expand(op, raw, &mut steps, 0)?;
+                    }
+                }
+                Pending::Txn(chain) => {
+                    steps.push(Step::Barrier);
+                    for raw in chain {
+                        let parsed = entry::parse(raw).map_err(|e| entry_error(raw, e))?;
+                        if let Kind::Txn(Txn::ApplyOps { ops, .. }) = parsed.kind {
+                            self.expand(Op::ApplyOps(ops), raw, &mut steps, 0)?;
+                        }
+                    }
+                    steps.push(Step::Barrier);
+                    self.stats.transactions += 1;
+                }
+            }
+        }
+        self.run(steps).await?;
+        self.applied = self.last_pushed;
+        Ok(())
+    }
+
+    /// Turns one operation into steps, unwrapping `applyOps` and applying the filter.
+    fn expand<'a>(
+        &mut self,
+        op: Op<'a>,
+        outer: &RawDocument,
+        steps: &mut Vec<Step<'a>>,
+        depth: usize,
+    ) -> Result<(), ApplyError> {
+        let (ns, id, change) = match op {
+            Op::Skip(skip) => {
+                self.note_skip(&skip);
+                return Ok(());
+            }
+            Op::ApplyOps(list) => {
+                if depth >= MAX_APPLY_OPS_DEPTH {
+                    return Err(entry_error(
+                        outer,
+                        EntryError::Update("applyOps nests more than 10 levels".into()),
+                    ));
+                }
+                for item in list {
+                    let item = item.map_err(|e| entry_error(outer, e.into()))?;
+                    let RawBsonRef::Document(inner) = item else {
+                        return Err(entry_error(
+                            outer,
+                            EntryError::Type {
+                                field: "o.applyOps[]",
+                                expected: "a document",
+                            },
+                        ));
+                    };
+                    let inner = entry::parse_op(inner).map_err(|e| entry_error(outer, e))?;
+                    self.expand(inner, outer, steps, depth + 1)?;
+                }
+                return Ok(());
+            }
+            Op::Command(command) => {
+                let wanted = match &command {
+                    Command::DropDatabase { db } => self.filter.wants_db(db),
+                    other => other
+                        .namespaces()
+                        .into_iter()
+                        .any(|ns| self.filter.wants(ns)),
+                };
+                if wanted {
+                    steps.push(Step::Command(command));
+                } else {
+                    self.stats.skipped += 1;
+                }
+                return Ok(());
+            }
+            Op::Insert { ns, doc, id } => (ns, id, Change::Insert(doc)),
+            Op::Delete { ns, id } => (ns, id, Change::Delete),
+            Op::Update { ns, id, update } => {
+                let change = match update {
+                    Update::Replace(doc) => Change::Put(doc),
+                    Update::Modifier {
+                        set: None,
+                        unset: None,
+                    } => {
+                        self.stats.skipped += 1;
+                        return Ok(());
+                    }
+                    Update::Modifier { set, unset } => Change::Modify { set, unset },
+                    Update::Diff(diff) => Change::Patch(Patch::Diff(diff)),
+                    Update::Fields(fields) => Change::Patch(Patch::Fields(fields)),
+                };
+                (ns, id, change)
+            }
+        };
+        if self.filter.wants(&ns) {
+            steps.push(Step::Crud(DocOp { ns, id, change }));
+        } else {
+            self.stats.skipped += 1;
+        }
+        Ok(())
+    }
+
+    fn note_skip(&mut self, skip: &Skip) {
+        self.stats.skipped += 1;
+        if let Skip::TimeSeriesBucket(ns) = skip {
+            let view = Namespace::new(ns.db.clone(), ns.coll.trim_start_matches("system.buckets."));
+            if self.filter.wants(&view) && self.warned.insert(view.clone()) {
+                warn!("time-series collection {view}: writes to its buckets are not replayed; copy it again after the migration");
+            }
+        }
+    }
+
+    async fn run(&mut self, steps: Vec<Step<'_>>) -> Result<(), ApplyError> {
+        let mut crud = Vec::new();
+        for step in steps {
+            match step {
+                Step::Crud(op) => crud.push(op),
+                Step::Barrier => self.apply_crud(std::mem::take(&mut crud)).await?,
+                Step::Command(command) => {
+                    self.apply_crud(std::mem::take(&mut crud)).await?;
+                    ddl::apply(&self.client, &self.filter, &command).await?;
+                    self.namespaces.clear();
+                    self.stats.commands += 1;
+                }
+            }
+        }
+        self.apply_crud(crud).await
+    }
+
+    /// Applies CRUD operations with no barrier between them, spread over lanes.
+    async fn apply_crud(&mut self, ops: Vec<DocOp<'_>>) -> Result<(), ApplyError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        for op in &ops {
+            if !self.namespaces.contains_key(&op.ns) {
+                let info = ns_info(&self.client, &op.ns).await?;
+                self.namespaces.insert(op.ns.clone(), info);
+            }
+        }
+        // A small run (a transaction, the writes between two DDL commands) is not worth many
+        // commands: lanes get at least MIN_OPS_PER_LANE operations each.
+        let writers = self
+            .options
+            .writers
+            .clamp(1, ops.len().div_ceil(MIN_OPS_PER_LANE).max(1));
+        let mut lanes: Vec<(Vec<DocOp<'_>>, bool)> =
+            (0..writers).map(|_| (Vec::new(), false)).collect();
+        let mut ordered_lanes: HashMap<Namespace, usize> = HashMap::new();
+        for op in ops {
+            let ordered = self.namespaces.get(&op.ns).is_none_or(|i| i.ordered);
+            let lane = if ordered {
+                *ordered_lanes.entry(op.ns.clone()).or_insert_with(|| {
+                    lanes.push((Vec::new(), true));
+                    lanes.len() - 1
+                })
+            } else {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                op.ns.hash(&mut h);
+                id_key(op.id).hash(&mut h);
+                (h.finish() % writers as u64) as usize
+            };
+            lanes[lane].0.push(op);
+        }
+        let (client, namespaces) = (&self.client, &self.namespaces);
+        let outcomes = try_join_all(
+            lanes
+                .iter()
+                .filter(|(ops, _)| !ops.is_empty())
+                .map(|(ops, ordered)| writer::run_lane(client, ops, *ordered, namespaces)),
+        )
+        .await?;
+        for o in outcomes {
+            self.stats.writes += o.writes;
+            self.stats.missing += o.missing;
+            self.stats.conflicts += o.conflicts;
+        }
+        Ok(())
+    }
+}
+
+/// What replay needs to know about a destination collection: whether its writes must stay in
+/// oplog order (a unique secondary index, as two documents may swap a unique value, or capped,
+/// as natural order is insertion order), and whether it has a default collation.
+async fn ns_info(client: &Client, ns: &Namespace) -> Result<NsInfo, ApplyError> {
+    let failed = |e| ApplyError::Destination {
+        what: "listing of collections and indexes".into(),
+        ns: ns.to_string(),
+        source: Box::new(e),
+    };
+    let db = client.database(&ns.db);
+    let command = RawDocumentBuf::from_document(
+        &doc! { "listCollections": 1, "filter": { "name": &ns.coll } },
+    )
+    .map_err(|e| ApplyError::Document {
+        ns: ns.to_string(),
+        id: String::new(),
+        message: e.to_string(),
+    })?;
+    let reply = dest::run(client, &ns.db, command, "listCollections")
+        .await
+        .map_err(failed)?;
+    let spec: Option<Document> = reply
+        .get_document("cursor")
+        .ok()
+        .and_then(|c| c.get_array("firstBatch").ok())
+        .and_then(|b| b.first())
+        .and_then(|s| s.as_document().cloned());
+    let Some(spec) = spec else {
+        // Created by this batch's first insert: no index, no collation.
+        return Ok(NsInfo::default());
+    };
+    let options = spec.get_document("options").ok();
+    let mut info = NsInfo {
+        ordered: options.is_some_and(|o| o.get_bool("capped") == Ok(true)),
+        collated: options
+            .and_then(|o| o.get_document("collation").ok())
+            .is_some_and(|c| c.get_str("locale") != Ok("simple")),
+    };
+    if info.ordered || spec.get_str("type").unwrap_or("collection") != "collection" {
+        return Ok(info);
+    }
+    let mut cursor = db
+        .collection::<Document>(&ns.coll)
+        .list_indexes()
+        .await
+        .map_err(failed)?;
+    while cursor.advance().await.map_err(failed)? {
+        let index = cursor.deserialize_current().map_err(failed)?;
+        let unique = index.options.as_ref().and_then(|o| o.unique) == Some(true);
+        if unique && !index.keys.keys().eq(["_id"]) {
+            info.ordered = true;
+            break;
+        }
+    }
+    Ok(info)
+}
+
+fn entry_error(raw: &RawDocument, source: EntryError) -> ApplyError {
+    let ts = match raw.get("ts") {
+        Ok(Some(RawBsonRef::Timestamp(ts))) => ts.to_string(),
+        _ => "an unknown position".to_string(),
+    };
+    ApplyError::Entry { ts, source }
+}
+
+fn incomplete(key: &TxnKey, at: OpTime) -> ApplyError {
+    ApplyError::TxnIncomplete {
+        key: key.to_string(),
+        ts: at.ts.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

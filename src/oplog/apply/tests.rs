@@ -1,0 +1,151 @@
+//! Batching, transaction assembly and the checkpoint rule, without a server: these entries never
+//! reach the destination (no-ops and transactions that stay open or abort).
+
+use mongodb::bson::{doc, spec::BinarySubtype, Binary, Document, RawDocumentBuf, Timestamp};
+use mongodb::Client;
+
+use super::*;
+
+async fn applier() -> Applier {
+    // Never contacted: nothing in these tests writes.
+    let client = Client::with_uri_str("mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=100")
+        .await
+        .expect("client options parse");
+    Applier::new(client, NamespaceFilter::default(), ApplyOptions::default())
+}
+
+fn ts(i: u32) -> Timestamp {
+    Timestamp {
+        time: 100,
+        increment: i,
+    }
+}
+
+fn noop(i: u32) -> RawDocumentBuf {
+    RawDocumentBuf::from_document(
+        &doc! {"op": "n", "ns": "", "o": {"msg": "periodic noop"}, "ts": ts(i), "t": 1_i64},
+    )
+    .unwrap()
+}
+
+fn txn(i: u32, lsid: u8, o: Document, prev: u32) -> RawDocumentBuf {
+    RawDocumentBuf::from_document(&doc! {
+        "op": "c", "ns": "admin.$cmd", "ts": ts(i), "t": 1_i64, "o": o,
+        "lsid": {"id": Binary { subtype: BinarySubtype::Uuid, bytes: vec![lsid; 16] }},
+        "txnNumber": 1_i64,
+        "prevOpTime": {"ts": if prev == 0 { Timestamp { time: 0, increment: 0 } } else { ts(prev) }, "t": 1_i64},
+    })
+    .unwrap()
+}
+
+fn prepare(i: u32, lsid: u8) -> RawDocumentBuf {
+    txn(
+        i,
+        lsid,
+        doc! {"applyOps": [{"op": "i", "ns": "app.c", "o": {"_id": 1}}], "prepare": true},
+        0,
+    )
+}
+
+fn at(i: u32) -> Option<Timestamp> {
+    Some(ts(i))
+}
+
+#[tokio::test]
+async fn checkpoint_follows_acknowledged_entries() {
+    let mut a = applier().await;
+    assert_eq!(a.checkpoint(), None);
+    a.push(noop(1)).await.unwrap();
+    a.push(noop(2)).await.unwrap();
+    assert_eq!(
+        a.checkpoint(),
+        None,
+        "nothing is acknowledged before a flush"
+    );
+    a.flush().await.unwrap();
+    assert_eq!(a.checkpoint().map(|o| o.ts), at(2));
+    assert_eq!(a.checkpoint().and_then(|o| o.term), Some(1));
+    assert_eq!(a.stats().entries, 2);
+    assert_eq!(a.stats().skipped, 2);
+}
+
+#[tokio::test]
+async fn checkpoint_never_enters_an_open_transaction() {
+    let mut a = applier().await;
+    a.push(noop(1)).await.unwrap();
+    a.push(prepare(2, 7)).await.unwrap();
+    a.push(noop(3)).await.unwrap();
+    a.flush().await.unwrap();
+    assert_eq!(
+        a.checkpoint().map(|o| o.ts),
+        at(1),
+        "the prepared transaction is still open"
+    );
+    a.push(txn(4, 7, doc! {"abortTransaction": 1}, 2))
+        .await
+        .unwrap();
+    a.flush().await.unwrap();
+    assert_eq!(a.checkpoint().map(|o| o.ts), at(4));
+}
+
+#[tokio::test]
+async fn a_transaction_open_from_the_first_entry_allows_no_checkpoint() {
+    let mut a = applier().await;
+    let partial = txn(
+        1,
+        3,
+        doc! {"applyOps": [{"op": "i", "ns": "app.c", "o": {"_id": 1}}], "partialTxn": true},
+        0,
+    );
+    a.push(partial).await.unwrap();
+    a.push(noop(2)).await.unwrap();
+    a.flush().await.unwrap();
+    assert_eq!(a.checkpoint(), None);
+}
+
+#[tokio::test]
+async fn commits_without_their_start_are_errors() {
+    let mut a = applier().await;
+    let err = a
+        .push(txn(
+            5,
+            1,
+            doc! {"commitTransaction": 1, "commitTimestamp": ts(4)},
+            3,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApplyError::TxnIncomplete { .. }), "{err}");
+    let failure = Failure::from(err);
+    assert!(failure
+        .hint
+        .as_deref()
+        .is_some_and(|h| h.contains("--forceDump")));
+
+    let mut a = applier().await;
+    let last = txn(
+        6,
+        2,
+        doc! {"applyOps": [{"op": "i", "ns": "app.c", "o": {"_id": 1}}], "count": 3},
+        5,
+    );
+    let err = a.push(last).await.unwrap_err();
+    assert!(matches!(err, ApplyError::TxnIncomplete { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn unreadable_entries_name_their_position() {
+    let mut a = applier().await;
+    let bad = RawDocumentBuf::from_document(&doc! {"op": "z", "ns": "a.b", "o": {}, "ts": ts(9)})
+        .unwrap();
+    let err = a.push(bad).await.unwrap_err();
+    assert!(err.to_string().contains("Timestamp(100, 9)"), "{err}");
+    let failure = Failure::from(err);
+    assert!(
+        failure
+            .causes
+            .iter()
+            .any(|c| c.contains("unknown op type 'z'")),
+        "{failure}"
+    );
+}
