@@ -118,6 +118,52 @@ fn driver_error_text(text: &str) -> String {
     }
 }
 
+/// The server error code of a failed driver operation, if the server sent one.
+pub fn server_code(error: &mongodb::error::Error) -> Option<i32> {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match error.kind.as_ref() {
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
+        _ => None,
+    }
+}
+
+/// Server error codes of conditions that pass: network trouble, elections, shutdowns,
+/// interruptions, and a cursor lost with its server.
+const TRANSIENT_CODES: &[i32] = &[
+    6, 7, 43, 63, 89, 91, 134, 150, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
+];
+
+/// Whether a server error code is one of the transient ones (a `writeConcernError` in a reply,
+/// for example).
+pub fn is_transient_code(code: i32) -> bool {
+    TRANSIENT_CODES.contains(&code)
+}
+
+/// Whether doing the same operation again may succeed: retryable labels, network errors,
+/// server selection timeouts, and the transient server codes above.
+pub fn is_transient(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, RETRYABLE_ERROR, RETRYABLE_WRITE_ERROR};
+    if error.contains_label(RETRYABLE_WRITE_ERROR) || error.contains_label(RETRYABLE_ERROR) {
+        return true;
+    }
+    match error.kind.as_ref() {
+        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } | ErrorKind::ServerSelection { .. } => true,
+        ErrorKind::InsertMany(f) => f
+            .write_concern_error
+            .as_ref()
+            .is_some_and(|w| is_transient_code(w.code)),
+        _ => server_code(error).is_some_and(is_transient_code),
+    }
+}
+
+/// Whether a driver error came from the network rather than from the server.
+pub fn is_network_error(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    matches!(error.kind.as_ref(), ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. })
+}
+
 /// Shorthand for results that end in a [`Failure`].
 pub type Result<T, E = Failure> = std::result::Result<T, E>;
 

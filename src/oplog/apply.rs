@@ -121,6 +121,12 @@ pub enum ApplyError {
         /// The committing entry.
         ts: String,
     },
+    /// The source's featureCompatibilityVersion changed during the migration.
+    #[error("the source's featureCompatibilityVersion changed at {ts}; mongomirror forbids FCV changes during a migration")]
+    FcvChanged {
+        /// The entry that changed it.
+        ts: String,
+    },
     /// A collection outside the filter is renamed into it: its documents were never copied.
     #[error("{from} is renamed to {to}: the namespace filter includes {to} but not {from}, so its documents were never copied")]
     RenameIntoFilter {
@@ -140,6 +146,9 @@ impl From<ApplyError> for Failure {
             ApplyError::TxnTooLarge { .. } => {
                 Some("a transaction larger than the buffer is open on the source; rerun when it has committed")
             }
+            ApplyError::FcvChanged { .. } => {
+                Some("finish the FCV change on the source (and the destination), then rerun with --forceDump")
+            }
             _ => None,
         };
         let mut failure = Failure::runtime(format!("oplog replay failed: {e}"));
@@ -153,6 +162,21 @@ impl From<ApplyError> for Failure {
             None => failure,
         }
     }
+}
+
+/// Whether an entry writes the source's featureCompatibilityVersion document.
+fn changes_fcv(entry: &RawDocument) -> bool {
+    const FCV_ID: &str = "featureCompatibilityVersion";
+    if entry.get_str("ns") != Ok("admin.system.version") {
+        return false;
+    }
+    ["o", "o2"].iter().any(|field| {
+        entry
+            .get_document(field)
+            .ok()
+            .and_then(|d| d.get_str("_id").ok())
+            == Some(FCV_ID)
+    })
 }
 
 /// How the applier batches and spreads work.
@@ -349,6 +373,10 @@ impl Applier {
     /// Queues one entry (entries must come in oplog order) and applies the batch when full.
     /// After an error the applier must be dropped and replay restarted from the last checkpoint.
     pub async fn push(&mut self, entry: RawDocumentBuf) -> Result<(), ApplyError> {
+        if changes_fcv(&entry) {
+            let ts = entry.get_timestamp("ts").map(|t| format!("{}:{}", t.time, t.increment)).unwrap_or_default();
+            return Err(ApplyError::FcvChanged { ts });
+        }
         let (optime, action) = {
             let parsed = entry::parse(&entry).map_err(|e| entry_error(&entry, e))?;
             let action = match parsed.kind {

@@ -15,6 +15,7 @@ use super::apply::ApplyError;
 use super::dest;
 use super::entry::{Command, IndexSpecs, Update};
 use crate::cli::{Namespace, NamespaceFilter};
+use crate::error::server_code;
 
 /// `NamespaceNotFound`.
 const NS_NOT_FOUND: i32 = 26;
@@ -70,7 +71,7 @@ pub(super) async fn apply(
                 // An index of that name with other options or keys: the copy or an earlier
                 // replay holds a later state of it, which later entries (collMod, drop and
                 // create) reproduce.
-                Err(e) if dest::code(&e).is_some_and(|c| INDEX_CONFLICT.contains(&c)) => {
+                Err(e) if server_code(&e).is_some_and(|c| INDEX_CONFLICT.contains(&c)) => {
                     warn!("{ns}: an index is already in a later state; keeping it ({e})");
                     Ok(())
                 }
@@ -130,10 +131,10 @@ async fn create(client: &Client, ns: &Namespace, o: &RawDocument) -> Result<(), 
     }
     match run_raw(client, &ns.db, ns, body).await {
         Ok(_) => Ok(()),
-        Err(e) if dest::code(&e) == Some(NS_EXISTS) && validation.len() > 1 => {
+        Err(e) if server_code(&e) == Some(NS_EXISTS) && validation.len() > 1 => {
             run(client, ns, validation, &[]).await
         }
-        Err(e) if dest::code(&e) == Some(NS_EXISTS) => Ok(()),
+        Err(e) if server_code(&e) == Some(NS_EXISTS) => Ok(()),
         Err(e) => Err(destination("create", ns, e)),
     }
 }
@@ -153,8 +154,8 @@ async fn rename(
     };
     match run_raw(client, "admin", from, body(drop_target)).await {
         Ok(_) => Ok(()),
-        Err(e) if dest::code(&e) == Some(NS_NOT_FOUND) => Ok(()),
-        Err(e) if dest::code(&e) == Some(NS_EXISTS) && !drop_target => {
+        Err(e) if server_code(&e) == Some(NS_NOT_FOUND) => Ok(()),
+        Err(e) if server_code(&e) == Some(NS_EXISTS) && !drop_target => {
             run_on(client, "admin", from, body(true), &[NS_NOT_FOUND]).await
         }
         Err(e) => Err(destination("renameCollection", from, e)),
@@ -191,7 +192,7 @@ async fn define_view(
         run(client, ns, drop_view.clone(), &[NS_NOT_FOUND]).await?;
     }
     match run_raw(client, &ns.db, ns, create.clone()).await {
-        Err(e) if dest::code(&e) == Some(NS_EXISTS) => {
+        Err(e) if server_code(&e) == Some(NS_EXISTS) => {
             run(client, ns, drop_view, &[NS_NOT_FOUND]).await?;
             run(client, ns, create, &[]).await
         }
@@ -301,7 +302,7 @@ async fn run_on(
     let name = body.keys().next().cloned().unwrap_or_default();
     match run_raw(client, db, ns, body).await {
         Ok(_) => Ok(()),
-        Err(e) if dest::code(&e).is_some_and(|c| accepted.contains(&c)) => Ok(()),
+        Err(e) if server_code(&e).is_some_and(|c| accepted.contains(&c)) => Ok(()),
         Err(e) => Err(destination(&name, ns, e)),
     }
 }

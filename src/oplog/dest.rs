@@ -8,11 +8,12 @@
 use std::time::Duration;
 
 use mongodb::bson::{rawdoc, Bson, Document, RawDocumentBuf};
-use mongodb::error::{Error, ErrorKind, RETRYABLE_ERROR, RETRYABLE_WRITE_ERROR};
 use mongodb::Client;
 use tracing::warn;
 
 use super::apply::ApplyError;
+use crate::error::{is_transient, is_transient_code};
+use mongodb::error::Error;
 
 /// How often a command that fails transiently is tried before the failure is reported.
 const ATTEMPTS: u32 = 8;
@@ -21,37 +22,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest pause between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
 
-/// Server error codes that mean "try again": network, shutdown, elections, interruptions.
-const TRANSIENT_CODES: &[i32] = &[
-    6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 63, 150, 134,
-];
-
 /// The `writeConcern` every replayed write carries. `run_command` does not apply the client's
 /// default write concern, so it is spelled out.
 pub(super) fn majority() -> RawDocumentBuf {
     rawdoc! { "w": "majority" }
-}
-
-/// Whether an error is worth retrying.
-fn transient(error: &Error) -> bool {
-    if error.contains_label(RETRYABLE_WRITE_ERROR) || error.contains_label(RETRYABLE_ERROR) {
-        return true;
-    }
-    match &*error.kind {
-        ErrorKind::Io(_)
-        | ErrorKind::ConnectionPoolCleared { .. }
-        | ErrorKind::ServerSelection { .. } => true,
-        ErrorKind::Command(c) => TRANSIENT_CODES.contains(&c.code),
-        _ => false,
-    }
-}
-
-/// The server error code of a failed command, if it has one.
-pub(super) fn code(error: &Error) -> Option<i32> {
-    match &*error.kind {
-        ErrorKind::Command(c) => Some(c.code),
-        _ => None,
-    }
 }
 
 /// Runs `command` on database `db`, retrying transient failures, and returns the reply.
@@ -69,13 +43,13 @@ pub(super) async fn run(
         let reason = match reply {
             Ok(reply) => match write_concern_error(&reply) {
                 Some(ConcernError(code, message))
-                    if attempt < ATTEMPTS && TRANSIENT_CODES.contains(&code) =>
+                    if attempt < ATTEMPTS && is_transient_code(code) =>
                 {
                     format!("write concern error {code}: {message}")
                 }
                 _ => return Ok(reply),
             },
-            Err(e) if attempt < ATTEMPTS && transient(&e) => e.to_string(),
+            Err(e) if attempt < ATTEMPTS && is_transient(&e) => e.to_string(),
             Err(e) => return Err(e),
         };
         warn!("{what} failed, retrying in {backoff:?} (attempt {attempt} of {ATTEMPTS}): {reason}");
