@@ -42,29 +42,6 @@ fn assert_connected(out: &Output) {
     assert!(out.stderr.contains("connected to the destination"), "{out}");
 }
 
-fn assert_failure(out: &Output, code: i32, message: &str, hint: &str) {
-    assert_eq!(out.status, Some(code), "{out}");
-    let failed = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("Failed: "))
-        .unwrap_or_else(|| panic!("{out}"));
-    assert!(
-        failed.contains(message),
-        "expected {message:?} in {failed:?}\n{out}"
-    );
-    let hint_line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("hint: "))
-        .unwrap_or_else(|| panic!("{out}"));
-    assert!(
-        hint_line.contains(hint),
-        "expected {hint:?} in {hint_line:?}\n{out}"
-    );
-    assert!(!out.stderr.contains("panicked"), "{out}");
-}
-
 #[tokio::test]
 async fn plain_connection_in_every_address_form() {
     let pair = Pair::start().await;
@@ -170,13 +147,11 @@ async fn scram_with_good_and_wrong_passwords_names_the_failing_side() {
     assert_connected(&run("alice-Pw-1", "alice-Pw-1").await);
 
     let out = run("Wrong-Source-Pw", "alice-Pw-1").await;
-    assert_failure(&out, 3, "authentication to the source", "--password");
+    out.assert_failed(3, "authentication to the source", "--password");
     assert!(!out.stderr.contains("Wrong-Source-Pw"), "{out}");
 
     let out = run("alice-Pw-1", "Wrong-Dest-Pw").await;
-    assert_failure(
-        &out,
-        3,
+    out.assert_failed(3,
         "authentication to the destination",
         "--destinationPassword",
     );
@@ -219,9 +194,7 @@ async fn password_precedence_is_flag_then_env_then_config() {
     assert_connected(&run("alice-Pw-1", None, None).await);
     assert_connected(&run("wrong-in-file", Some("alice-Pw-1"), None).await);
     assert_connected(&run("wrong-in-file", Some("wrong-in-env"), Some("alice-Pw-1")).await);
-    assert_failure(
-        &run("alice-Pw-1", Some("wrong-in-env"), None).await,
-        3,
+    run("alice-Pw-1", Some("wrong-in-env"), None).await.assert_failed(3,
         "authentication to the source",
         "--password",
     );
@@ -260,9 +233,7 @@ async fn tls_with_a_ca_file_with_invalid_certificates_allowed_and_without_a_ca()
     assert_connected(&run(vec!["--ssl".into(), "--sslCAFile".into(), ca.clone()]).await);
     assert_connected(&run(vec!["--ssl".into(), "--sslAllowInvalidCertificates".into()]).await);
     assert_connected(&run(vec!["--ssl".into(), "--tlsInsecure".into()]).await);
-    assert_failure(
-        &run(vec!["--ssl".into()]).await,
-        3,
+    run(vec!["--ssl".into()]).await.assert_failed(3,
         "Could not connect to the source",
         "--sslCAFile",
     );
@@ -325,9 +296,7 @@ async fn a_standalone_source_is_refused_with_a_hint_to_convert_it() {
             ])
             .run(DEADLINE)
             .await;
-        assert_failure(
-            &out,
-            4,
+        out.assert_failed(4,
             "Source appears to be a standalone",
             "rs.initiate()",
         );
@@ -350,9 +319,7 @@ async fn a_wrong_replica_set_name_is_diagnosed() {
         .arg("--preflightOnly")
         .run(DEADLINE)
         .await;
-    assert_failure(
-        &out,
-        3,
+    out.assert_failed(3,
         "belongs to replica set 'secantus', not 'wrongset'",
         "secantus/",
     );

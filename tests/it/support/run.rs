@@ -10,15 +10,21 @@ use std::time::Duration;
 
 use super::process::{LineMatcher, ManagedProcess, WaitError};
 
-/// A builder for the `mongomirror` binary under test.
+/// A builder for the `mongomirror` binary under test. It runs in a fresh temporary working
+/// directory (removed with the process handle), so files it writes by default, such as
+/// `mongomirror.bookmark`, never leak between tests or into the source tree.
 pub fn mongomirror() -> ProcessBuilder {
-    command(env!("CARGO_BIN_EXE_mongomirror"))
+    let workdir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a working directory: {e}"));
+    let mut builder = command(env!("CARGO_BIN_EXE_mongomirror")).current_dir(workdir.path());
+    builder.workdir = Some(workdir);
+    builder
 }
 
 /// A builder for any program (looked up in `PATH` when given a bare name).
 pub fn command(program: impl AsRef<OsStr>) -> ProcessBuilder {
     ProcessBuilder {
         cmd: Command::new(program),
+        workdir: None,
     }
 }
 
@@ -27,6 +33,8 @@ pub fn command(program: impl AsRef<OsStr>) -> ProcessBuilder {
 /// is closed.
 pub struct ProcessBuilder {
     cmd: Command,
+    /// The temporary working directory, kept alive as long as the process handle.
+    workdir: Option<tempfile::TempDir>,
 }
 
 impl ProcessBuilder {
@@ -54,8 +62,9 @@ impl ProcessBuilder {
         self
     }
 
-    /// Sets the working directory.
+    /// Sets the working directory (replacing the temporary one).
     pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.workdir = None;
         self.cmd.current_dir(dir);
         self
     }
@@ -65,7 +74,10 @@ impl ProcessBuilder {
         let shown = format!("{:?}", self.cmd);
         let process = ManagedProcess::spawn(self.cmd, None)
             .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
-        Running { process }
+        Running {
+            process,
+            _workdir: self.workdir,
+        }
     }
 
     /// Runs the process to completion, killing it if it is still running
@@ -95,6 +107,26 @@ impl Output {
     pub fn success(&self) -> bool {
         !self.timed_out && self.status == Some(0)
     }
+
+    /// Asserts how a run failed: exit `code`, a `Failed:` line containing `message`, a `hint:`
+    /// line containing `hint`, and no panic or backtrace.
+    pub fn assert_failed(&self, code: i32, message: &str, hint: &str) {
+        assert_eq!(self.status, Some(code), "{self}");
+        let line = |prefix: &str| {
+            self.stderr
+                .lines()
+                .find(|l| l.contains(prefix))
+                .unwrap_or_else(|| panic!("no {prefix:?} line\n{self}"))
+                .to_string()
+        };
+        let failed = line("Failed: ");
+        assert!(failed.contains(message), "expected {message:?} in {failed:?}\n{self}");
+        let hint_line = line("hint: ");
+        assert!(hint_line.contains(hint), "expected {hint:?} in {hint_line:?}\n{self}");
+        for forbidden in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+            assert!(!self.stderr.contains(forbidden), "{forbidden}\n{self}");
+        }
+    }
 }
 
 impl fmt::Display for Output {
@@ -111,6 +143,7 @@ impl fmt::Display for Output {
 /// the process.
 pub struct Running {
     process: ManagedProcess,
+    _workdir: Option<tempfile::TempDir>,
 }
 
 impl Running {
