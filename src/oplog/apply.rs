@@ -467,11 +467,21 @@ impl Applier {
                 }
                 Pending::Txn(chain) => {
                     steps.push(Step::Barrier);
+                    let (skipped, first_step) = (self.stats.skipped, steps.len());
                     for raw in chain {
                         let parsed = entry::parse(raw).map_err(|e| entry_error(raw, e))?;
                         if let Kind::Txn(Txn::ApplyOps { ops, .. }) = parsed.kind {
                             self.expand(Op::ApplyOps(ops), raw, &mut steps, 0)?;
                         }
+                    }
+                    if self.stats.skipped > skipped && steps.len() > first_step {
+                        // mongomirror documents this case as undefined behaviour; say so.
+                        let at = chain.last().and_then(|e| e.get_timestamp("ts").ok());
+                        warn!(
+                            "a transaction (committed at {}) touches namespaces inside and outside the namespace filter: \
+                             only its operations on included namespaces are applied",
+                            at.map(|t| format!("{}:{}", t.time, t.increment)).unwrap_or_default()
+                        );
                     }
                     steps.push(Step::Barrier);
                     self.stats.transactions += 1;
