@@ -25,6 +25,35 @@ pub struct SourceCollection {
     pub bytes: u64,
 }
 
+impl SourceCollection {
+    /// The `listCollections` options (empty when there are none).
+    pub fn options(&self) -> Document {
+        self.spec
+            .get_document("options")
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Whether this is a capped collection, whose insertion order is its natural order.
+    pub fn is_capped(&self) -> bool {
+        self.spec
+            .get_document("options")
+            .is_ok_and(|o| o.get_bool("capped").unwrap_or(false))
+    }
+
+    /// Whether the collection is clustered on `_id` (it has no separate `_id` index).
+    pub fn is_clustered(&self) -> bool {
+        self.spec
+            .get_document("options")
+            .is_ok_and(|o| o.contains_key("clusteredIndex"))
+    }
+
+    /// Whether the collection has an ordinary `_id` index, which `_id` range reads need.
+    pub fn has_id_index(&self) -> bool {
+        self.spec.contains_key("idIndex")
+    }
+}
+
 /// Lists every collection and view the filter wants, largest first.
 ///
 /// `coll_stats_threshold` is mongomirror's `--collStatsThreshold`: sizes are read with
@@ -63,7 +92,15 @@ pub async fn survey(
             if (name.starts_with("system.") && name != "system.js") || !filter.wants(&ns) {
                 continue;
             }
-            let kind = spec.get_str("type").unwrap_or("collection").to_string();
+            // mongod says `type: "timeseries"`; some servers only carry `options.timeseries`.
+            let timeseries = spec
+                .get_document("options")
+                .is_ok_and(|o| o.contains_key("timeseries"));
+            let kind = match spec.get_str("type").unwrap_or("collection") {
+                "collection" if timeseries => "timeseries",
+                other => other,
+            }
+            .to_string();
             out.push(SourceCollection {
                 ns,
                 kind,

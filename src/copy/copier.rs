@@ -1,0 +1,370 @@
+//! The copy itself: `-j` workers take `_id` ranges from one queue, largest collections first.
+//!
+//! Each range is a pipeline of two halves joined by a bounded channel: a reader pulling raw
+//! batches from a source cursor and a writer inserting them on the destination, so reading the
+//! next batch overlaps writing the last one. Documents stay the server's bytes from end to end:
+//! they are sliced out of the reply and inserted as they are, never decoded.
+//!
+//! Memory is bounded whatever the size of the data: each range holds about five batches (one
+//! arriving, [`BATCH_CHANNEL_CAPACITY`] queued, one being inserted and the driver's two copies
+//! of it), a batch holds about [`READ_BATCH_BYTES`] (the server caps it at 16 MiB, plus one
+//! document), and at most `-j` ranges are in flight.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use mongodb::bson::{Document, RawDocument, RawDocumentBuf};
+use mongodb::options::FindOptions;
+use mongodb::raw_batch_cursor::RawBatch;
+use mongodb::{Client, Collection};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use super::progress::{CollectionProgress, Progress};
+use super::ranges::IdRange;
+use super::writer;
+use super::CopyError;
+use crate::cli::Namespace;
+use crate::error::{Failure, Result};
+use crate::indexes;
+
+/// Bytes a source batch aims at; the server stops a batch at 16 MiB in any case.
+pub const READ_BATCH_BYTES: u64 = 2 * 1024 * 1024;
+/// Documents per source batch when the average document size is unknown.
+pub const DEFAULT_READ_BATCH_DOCUMENTS: u32 = 1024;
+/// Fewest and most documents per source batch.
+pub const READ_BATCH_DOCUMENTS: std::ops::RangeInclusive<u32> = 16..=10_000;
+/// Batches read ahead of the writer, per range being copied.
+pub const BATCH_CHANNEL_CAPACITY: usize = 1;
+/// Attempts at one range before a transient failure fails the run.
+pub const RANGE_ATTEMPTS: u32 = 5;
+/// Wait before the second attempt at a range; later attempts wait proportionally longer.
+pub const RANGE_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Most document bytes in one insert (the server's BSON object limit, 16 MiB).
+pub const MAX_INSERT_BYTES: usize = 16 * 1024 * 1024;
+/// Most documents in one insert.
+pub const MAX_INSERT_DOCUMENTS: usize = 10_000;
+
+/// One source collection being copied, shared by the workers copying its ranges.
+pub struct Job {
+    /// The namespace, the same on both sides.
+    pub ns: Namespace,
+    /// The document count estimate, the progress total.
+    pub documents: u64,
+    /// The size estimate in bytes, for the status endpoint.
+    bytes: u64,
+    /// Documents per source batch, sized from the average document.
+    read_batch: u32,
+    /// How the collection is split, for the log: empty when it is not.
+    split: String,
+    ranges_left: AtomicUsize,
+    started: OnceLock<(Instant, Arc<CollectionProgress>)>,
+}
+
+impl Job {
+    /// A collection of `documents` documents and `bytes` bytes (estimates, 0 when unknown) to
+    /// copy in `ranges`.
+    pub fn new(ns: Namespace, documents: u64, bytes: u64, ranges: &[IdRange]) -> Self {
+        let split = match ranges {
+            [] | [_] => String::new(),
+            [first, ..] if first.by_filter => {
+                format!(" in {} _id ranges (by filter)", ranges.len())
+            }
+            _ => format!(" in {} _id ranges (by index bounds)", ranges.len()),
+        };
+        Job {
+            ns,
+            documents,
+            bytes,
+            read_batch: read_batch_documents(documents, bytes),
+            split,
+            ranges_left: AtomicUsize::new(ranges.len().max(1)),
+            started: OnceLock::new(),
+        }
+    }
+
+    /// Documents and bytes copied (zero before the copy starts).
+    pub fn copied(&self) -> (u64, u64) {
+        self.started
+            .get()
+            .map(|(_, p)| (p.documents(), p.bytes()))
+            .unwrap_or_default()
+    }
+
+    /// The progress of this collection, registered when its first range starts.
+    fn progress(&self, progress: &Progress) -> &Arc<CollectionProgress> {
+        let (_, p) = self.started.get_or_init(|| {
+            info!(
+                "copying {}: about {} documents{}",
+                self.ns, self.documents, self.split
+            );
+            (
+                Instant::now(),
+                progress.start(self.ns.to_string(), self.documents, self.bytes),
+            )
+        });
+        p
+    }
+}
+
+/// Documents per source batch for a collection of this size: about [`READ_BATCH_BYTES`].
+fn read_batch_documents(documents: u64, bytes: u64) -> u32 {
+    if documents == 0 || bytes == 0 {
+        return DEFAULT_READ_BATCH_DOCUMENTS;
+    }
+    let average = (bytes / documents).max(1);
+    let fit = (READ_BATCH_BYTES / average).min(u64::from(u32::MAX)) as u32;
+    fit.clamp(*READ_BATCH_DOCUMENTS.start(), *READ_BATCH_DOCUMENTS.end())
+}
+
+/// One unit of work: a range of one collection.
+pub struct Task {
+    /// The collection.
+    pub job: Arc<Job>,
+    /// Which `_id`s of it.
+    pub range: IdRange,
+}
+
+/// What the workers share.
+pub struct Context {
+    /// The source client.
+    pub source: Client,
+    /// The destination client (majority write concern).
+    pub destination: Client,
+    /// Where counts are reported.
+    pub progress: Arc<Progress>,
+    /// How indexes are built after each collection; `None` with `--noIndexRestore`.
+    pub index_restore: Option<indexes::SpecRules>,
+}
+
+/// Runs every task on `workers` workers; the first failure stops the others.
+pub async fn run(context: Arc<Context>, tasks: VecDeque<Task>, workers: usize) -> Result<()> {
+    let queue = Arc::new(Mutex::new(tasks));
+    let mut set = JoinSet::new();
+    for _ in 0..workers.max(1) {
+        set.spawn(worker(context.clone(), queue.clone()));
+    }
+    while let Some(joined) = set.join_next().await {
+        let outcome = joined.map_err(|e| {
+            Failure::runtime("internal error: a copy worker stopped unexpectedly").cause(e)
+        });
+        if let Err(failure) = outcome.and_then(|r| r) {
+            set.abort_all();
+            return Err(failure);
+        }
+    }
+    Ok(())
+}
+
+async fn worker(context: Arc<Context>, queue: Arc<Mutex<VecDeque<Task>>>) -> Result<()> {
+    loop {
+        // The lock is never held across an await.
+        let next = queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
+        let Some(task) = next else {
+            return Ok(());
+        };
+        let progress = task.job.progress(&context.progress).clone();
+        copy_range_with_retries(&context, &task, &progress).await?;
+        if task.job.ranges_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            finish(&context, &task.job, &progress).await?;
+        }
+    }
+}
+
+/// The last range of a collection is in: log it and build its indexes.
+async fn finish(context: &Context, job: &Job, progress: &Arc<CollectionProgress>) -> Result<()> {
+    context.progress.finish(progress);
+    let elapsed = job
+        .started
+        .get()
+        .map(|(t, _)| t.elapsed().as_secs_f64())
+        .unwrap_or_default();
+    info!(
+        "finished copying {}: {} documents, {} bytes in {elapsed:.3}s",
+        job.ns,
+        progress.documents(),
+        progress.bytes()
+    );
+    let built = match context.index_restore {
+        Some(rules) => {
+            indexes::restore(&context.source, &context.destination, &job.ns, rules).await?
+        }
+        None => 0,
+    };
+    progress.complete(built as u64);
+    Ok(())
+}
+
+/// Copies one range, starting it over after a transient failure (up to [`RANGE_ATTEMPTS`]).
+async fn copy_range_with_retries(
+    context: &Context,
+    task: &Task,
+    progress: &CollectionProgress,
+) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        let mut counted = Counted::default();
+        let Err(error) = copy_range(context, task, progress, &mut counted).await else {
+            return Ok(());
+        };
+        // What this attempt copied is copied again; count it once.
+        progress.retract(counted.documents, counted.bytes);
+        if !error.transient || attempt >= RANGE_ATTEMPTS {
+            return Err(error.into());
+        }
+        warn!(
+            "Recoverable error while copying {}, starting its range over (attempt {} of {RANGE_ATTEMPTS}): {}",
+            task.job.ns,
+            attempt + 1,
+            std::iter::once(&error.failure.message)
+                .chain(&error.failure.causes)
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(": ")
+        );
+        tokio::time::sleep(RANGE_RETRY_DELAY * attempt).await;
+        attempt += 1;
+    }
+}
+
+/// Documents and bytes one attempt at a range has inserted.
+#[derive(Default)]
+struct Counted {
+    documents: u64,
+    bytes: u64,
+}
+
+/// Copies one range: a reader and a writer joined by a bounded channel.
+async fn copy_range(
+    context: &Context,
+    task: &Task,
+    progress: &CollectionProgress,
+    counted: &mut Counted,
+) -> Result<(), CopyError> {
+    let ns = &task.job.ns;
+    let (tx, rx) = mpsc::channel(BATCH_CHANNEL_CAPACITY);
+    let source = context
+        .source
+        .database(&ns.db)
+        .collection::<Document>(&ns.coll);
+    let destination = context
+        .destination
+        .database(&ns.db)
+        .collection::<RawDocumentBuf>(&ns.coll);
+    tokio::try_join!(
+        read(&source, ns, &task.range, task.job.read_batch, tx),
+        write(&destination, ns, rx, progress, counted)
+    )?;
+    Ok(())
+}
+
+/// Streams raw batches of one range into the channel.
+async fn read(
+    collection: &Collection<Document>,
+    ns: &Namespace,
+    range: &IdRange,
+    batch_size: u32,
+    tx: mpsc::Sender<RawBatch>,
+) -> Result<(), CopyError> {
+    let failed = |e| {
+        CopyError::driver(
+            Failure::runtime(format!("cannot read {ns} from the source")),
+            e,
+        )
+    };
+    let mut options = FindOptions::default();
+    options.batch_size = Some(batch_size);
+    // A reader waits on the writer; an idle cursor must not time out meanwhile.
+    options.no_cursor_timeout = Some(true);
+    let filter = range.query(&mut options);
+    let mut cursor = collection
+        .find(filter)
+        .with_options(options)
+        .batch()
+        .await
+        .map_err(failed)?;
+    while let Some(batch) = cursor.try_next().await.map_err(failed)? {
+        if tx.send(batch).await.is_err() {
+            // The writer stopped; it reports why.
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts every batch from the channel, in inserts bounded by bytes and by count.
+async fn write(
+    collection: &Collection<RawDocumentBuf>,
+    ns: &Namespace,
+    mut rx: mpsc::Receiver<RawBatch>,
+    progress: &CollectionProgress,
+    counted: &mut Counted,
+) -> Result<(), CopyError> {
+    let malformed = |why: String| {
+        CopyError::fatal(Failure::runtime(format!(
+            "the source sent a malformed batch of {ns}: {why}"
+        )))
+    };
+    while let Some(batch) = rx.recv().await {
+        let mut chunk: Vec<&RawDocument> = Vec::new();
+        let mut bytes = 0usize;
+        for item in batch.doc_slices().map_err(|e| malformed(e.to_string()))? {
+            let document = item
+                .map_err(|e| malformed(e.to_string()))?
+                .as_document()
+                .ok_or_else(|| malformed("an element is not a document".into()))?;
+            let size = document.as_bytes().len();
+            if !chunk.is_empty()
+                && (bytes + size > MAX_INSERT_BYTES || chunk.len() >= MAX_INSERT_DOCUMENTS)
+            {
+                flush(collection, ns, &mut chunk, &mut bytes, progress, counted).await?;
+            }
+            chunk.push(document);
+            bytes += size;
+        }
+        flush(collection, ns, &mut chunk, &mut bytes, progress, counted).await?;
+    }
+    Ok(())
+}
+
+/// Inserts `chunk` (when not empty), counts it, and empties it.
+async fn flush(
+    collection: &Collection<RawDocumentBuf>,
+    ns: &Namespace,
+    chunk: &mut Vec<&RawDocument>,
+    bytes: &mut usize,
+    progress: &CollectionProgress,
+    counted: &mut Counted,
+) -> Result<(), CopyError> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    writer::insert_or_replace(collection, ns, chunk).await?;
+    let (documents, size) = (chunk.len() as u64, *bytes as u64);
+    progress.add(documents, size);
+    counted.documents += documents;
+    counted.bytes += size;
+    chunk.clear();
+    *bytes = 0;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_batches_aim_at_a_byte_size() {
+        assert_eq!(read_batch_documents(0, 0), DEFAULT_READ_BATCH_DOCUMENTS);
+        assert_eq!(read_batch_documents(1_000, 1_024_000), 2048);
+        assert_eq!(read_batch_documents(1_000_000, 10_000_000), 10_000);
+        assert_eq!(read_batch_documents(10, 160 * 1024 * 1024), 16);
+    }
+}

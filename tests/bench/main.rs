@@ -1,0 +1,348 @@
+//! Initial-sync benchmark: seeds a source, then times a bare copy loop (the baseline) and
+//! `mongomirror` with `-j 1` and `-j 4` on the same servers. docs/performance.md has the numbers.
+//!
+//! ```text
+//! cargo build --release --bins --examples
+//! target/release/examples/bench [--docs 1000000] [--secantusd PATH | --source URI --destination URI]
+//! ```
+//!
+//! Without URIs it starts two servers, each with a fresh data directory, from `--secantusd
+//! PROGRAM` (`secantusd-rs` or `secantusd-py`), else `MONGOMIRROR_TEST_SECANTUSD`, else the
+//! `secantusd-py` of the test harness venv `target/secantus-venv` (`cargo test --test it`
+//! provisions it). Each run is wrapped in GNU `/usr/bin/time` for CPU seconds and peak RSS; the
+//! baseline runs as a child process too (this program with `--baseline-source` and
+//! `--baseline-destination`), so both are measured the same way.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{doc, Binary, Bson, DateTime, Decimal128, Document, RawDocumentBuf};
+use mongodb::Client;
+
+const DB: &str = "bench";
+/// Share of the documents in each collection: a few collections of different sizes.
+const SHARES: [(&str, u64); 4] = [("c50", 50), ("c25", 25), ("c15", 15), ("c10", 10)];
+/// Documents per seeding insert.
+const SEED_BATCH: u64 = 1_000;
+/// Lines that bracket the copy in the log of mongomirror (and of the baseline).
+const STARTING: &str = "initial sync starting";
+const COMPLETED: &str = "initial sync completed";
+
+type Error = Box<dyn std::error::Error>;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    if let (Some(src), Some(dst)) = (flag("--baseline-source"), flag("--baseline-destination")) {
+        return baseline(&src, &dst).await;
+    }
+    let docs: u64 = flag("--docs")
+        .map(|d| d.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
+    let mut servers = Vec::new();
+    let (source, destination) = match (flag("--source"), flag("--destination")) {
+        (Some(s), Some(d)) => (s, d),
+        _ => {
+            let launcher = match flag("--secantusd")
+                .or_else(|| std::env::var("MONGOMIRROR_TEST_SECANTUSD").ok())
+            {
+                Some(exe) => vec![exe],
+                // The test harness venv: its scripts are run through its python.
+                None => vec![
+                    "target/secantus-venv/bin/python3".to_string(),
+                    "target/secantus-venv/bin/secantusd-py".to_string(),
+                ],
+            };
+            let s = Server::start(&launcher)?;
+            let d = Server::start(&launcher)?;
+            let uris = (s.uri(), d.uri());
+            servers.push(s);
+            servers.push(d);
+            uris
+        }
+    };
+    let src = Client::with_uri_str(&source).await?;
+    let dst = Client::with_uri_str(&destination).await?;
+    println!("seeding {docs} documents of about 1 KB into {DB} ...");
+    let seeded = Instant::now();
+    seed(&src, docs).await?;
+    let stats = src.database(DB).run_command(doc! { "dbStats": 1 }).await?;
+    let bytes = match stats.get("dataSize") {
+        Some(Bson::Double(b)) => *b as u64,
+        Some(Bson::Int32(b)) => *b as u64,
+        Some(Bson::Int64(b)) => *b as u64,
+        _ => 0,
+    };
+    println!(
+        "seeded in {:.1}s: {bytes} bytes of BSON",
+        seeded.elapsed().as_secs_f64()
+    );
+
+    let me = std::env::current_exe()?;
+    let mirror = me
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("mongomirror"))
+        .ok_or("cannot find the mongomirror binary next to this example")?;
+    let runs: [(&str, Vec<String>); 3] = [
+        (
+            "baseline",
+            vec![
+                me.display().to_string(),
+                "--baseline-source".into(),
+                source.clone(),
+                "--baseline-destination".into(),
+                destination.clone(),
+            ],
+        ),
+        (
+            "mongomirror -j 1",
+            vec![
+                mirror.display().to_string(),
+                "--host".into(),
+                source.clone(),
+                "--destination".into(),
+                destination.clone(),
+                "-j".into(),
+                "1".into(),
+            ],
+        ),
+        (
+            "mongomirror -j 4",
+            vec![
+                mirror.display().to_string(),
+                "--host".into(),
+                source.clone(),
+                "--destination".into(),
+                destination.clone(),
+                "-j".into(),
+                "4".into(),
+            ],
+        ),
+    ];
+    println!(
+        "\n| run | total s | copy s | docs/s | MB/s | CPU s per 1M docs | peak RSS MB |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    for (name, argv) in runs {
+        dst.database(DB).drop().await?;
+        let m = measure(&argv)?;
+        let mut copied = 0;
+        for (coll, _) in SHARES {
+            copied += dst
+                .database(DB)
+                .collection::<Document>(coll)
+                .count_documents(doc! {})
+                .await?;
+        }
+        if copied != seeded_docs(docs) {
+            return Err(
+                format!("{name} copied {copied} of {} documents", seeded_docs(docs)).into(),
+            );
+        }
+        let copy = m.copy.as_secs_f64();
+        println!(
+            "| {name} | {:.1} | {copy:.1} | {:.0} | {:.1} | {:.2} | {:.0} |",
+            m.total.as_secs_f64(),
+            docs as f64 / copy,
+            bytes as f64 / 1e6 / copy,
+            m.cpu_seconds / (docs as f64 / 1e6),
+            m.peak_rss_kb as f64 / 1024.0
+        );
+    }
+    drop(servers);
+    Ok(())
+}
+
+/// The minimal copy: one raw-batch `find` per collection, each batch passed to `insert_many`.
+async fn baseline(source: &str, destination: &str) -> Result<(), Error> {
+    let src = Client::with_uri_str(source).await?;
+    let dst = Client::with_uri_str(destination).await?;
+    eprintln!("{STARTING}");
+    for (name, _) in SHARES {
+        let from = src.database(DB).collection::<RawDocumentBuf>(name);
+        let to = dst.database(DB).collection::<RawDocumentBuf>(name);
+        let mut cursor = from.find(doc! {}).batch().await?;
+        while let Some(batch) = cursor.try_next().await? {
+            let docs: Vec<RawDocumentBuf> = batch
+                .doc_slices()?
+                .into_iter()
+                .map(|d| {
+                    Ok(d?
+                        .as_document()
+                        .ok_or("not a document")?
+                        .to_raw_document_buf())
+                })
+                .collect::<Result<_, Error>>()?;
+            if !docs.is_empty() {
+                to.insert_many(docs).ordered(false).await?;
+            }
+        }
+    }
+    eprintln!("{COMPLETED}");
+    Ok(())
+}
+
+/// About 1 KB of mixed types.
+fn document(i: u64) -> Document {
+    doc! {
+        "_id": ObjectId::new(),
+        "i": i as i32,
+        "l": i as i64 * 1_000_003,
+        "d": i as f64 / 7.0,
+        "s": format!("{i:>12}-{}", "lorem ipsum dolor sit amet ".repeat(22)),
+        "dt": DateTime::from_millis(1_600_000_000_000 + i as i64),
+        "b": i.is_multiple_of(2),
+        "arr": [1, "two", 3.5, { "four": 4 }],
+        "sub": { "a": i as i64, "b": { "c": "nested", "d": [i as i32, i as i32 + 1] } },
+        "bin": Binary { subtype: BinarySubtype::Generic, bytes: vec![(i % 251) as u8; 100] },
+        "dec": format!("{i}.25").parse::<Decimal128>().unwrap_or_else(|_| Decimal128::from_bytes([0; 16])),
+        "nil": null,
+    }
+}
+
+/// How many documents [`seed`] inserts for a requested total.
+fn seeded_docs(total: u64) -> u64 {
+    SHARES.iter().map(|(_, share)| total * share / 100).sum()
+}
+
+async fn seed(client: &Client, total: u64) -> Result<(), Error> {
+    client.database(DB).drop().await?;
+    for (name, share) in SHARES {
+        let coll = client.database(DB).collection::<Document>(name);
+        let n = total * share / 100;
+        let mut start = 0;
+        while start < n {
+            let end = (start + SEED_BATCH).min(n);
+            coll.insert_many((start..end).map(document))
+                .ordered(false)
+                .await?;
+            start = end;
+        }
+    }
+    Ok(())
+}
+
+struct Measured {
+    /// From start to the completion line.
+    total: Duration,
+    /// From the starting line to the completion line: the copy without connecting and listing.
+    copy: Duration,
+    cpu_seconds: f64,
+    peak_rss_kb: u64,
+}
+
+/// Runs `argv` under GNU time until it prints the completion line, then interrupts it (a full
+/// mongomirror keeps tailing the oplog) and reads its CPU time and peak RSS.
+fn measure(argv: &[String]) -> Result<Measured, Error> {
+    use std::os::unix::process::CommandExt;
+    let started = Instant::now();
+    let mut child = Command::new("/usr/bin/time")
+        .args(["-f", "TIME %U %S %M"])
+        .args(argv)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let (mut copy_started, mut total) = (None, None);
+    let mut usage = None;
+    for line in BufReader::new(stderr).lines() {
+        let line = line?;
+        if line.contains(STARTING) {
+            copy_started = Some(Instant::now());
+        } else if line.contains(COMPLETED) && total.is_none() {
+            total = Some((started.elapsed(), copy_started.map(|t| t.elapsed())));
+            interrupt(&child);
+        } else if let Some(rest) = line.strip_prefix("TIME ") {
+            usage = Some(rest.to_string());
+        } else if line.contains("Failed") {
+            eprintln!("{line}");
+        }
+    }
+    child.wait()?;
+    let usage = usage.ok_or("GNU time printed nothing")?;
+    let f: Vec<&str> = usage.split_whitespace().collect();
+    let (user, sys, rss): (f64, f64, u64) = match f.as_slice() {
+        [u, s, m] => (u.parse()?, s.parse()?, m.parse()?),
+        _ => return Err(format!("unexpected GNU time output {usage:?}").into()),
+    };
+    let Some((total, Some(copy))) = total else {
+        return Err("the run never completed".into());
+    };
+    Ok(Measured {
+        total,
+        copy,
+        cpu_seconds: user + sys,
+        peak_rss_kb: rss,
+    })
+}
+
+/// SIGINT to the run's process group (GNU time and the program under it).
+fn interrupt(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status();
+}
+
+/// A `secantusd-py` on a free port, in memory, stopped on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    /// The server's data files, removed on drop (after the server).
+    _storage: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `launcher` (secantusd-py or secantusd-rs) on a free port with a fresh data directory.
+    fn start(launcher: &[String]) -> Result<Server, Error> {
+        let storage = tempfile::tempdir()?;
+        let storage_path = storage.path().to_str().ok_or("temp dir is not UTF-8")?;
+        // One of the two servers logs its port on stdout, the other on stderr: merge them.
+        let mut child = Command::new("sh")
+            .args(["-c", "exec \"$@\" 2>&1", "sh"])
+            .args(launcher)
+            .args(["--host", "127.0.0.1", "--port", "0", "--cache-size", "1G"])
+            .args(["--storage-path", storage_path])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", launcher.join(" ")))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let port = loop {
+            let line = lines.next().ok_or("the server exited before listening")??;
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                break addr.rsplit(':').next().unwrap_or_default().trim().parse()?;
+            }
+        };
+        // Keep draining the server's log so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Server {
+            child,
+            port,
+            _storage: storage,
+        })
+    }
+
+    fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
