@@ -9,7 +9,10 @@
 //! - [`connect`]: source and destination clients (seed lists, URIs, TLS, auth, compression),
 //!   and failures that say which side broke and why.
 //! - [`catalog`]: what the source holds and what of it takes part.
-//! - [`oplog`]: the source oplog: its edges, and (later) reading, spooling and replaying it.
+//! - [`copy`]: the initial sync: destination catalog, documents as raw BSON batches on `-j`
+//!   workers (large collections split into `_id` ranges), progress, then [`indexes`].
+//! - [`oplog`]: the source oplog: its edges, a typed parse of every entry shape, and exact,
+//!   idempotent replay on the destination.
 //! - [`run`]: the stages in order: connect, preflight, initial sync, oplog sync.
 //! - [`error`], [`logging`], [`redact`]: the operator-facing edges: exit codes,
 //!   mongo-tools-style log lines, and keeping credentials out of both.
@@ -18,11 +21,18 @@ pub mod bookmark;
 pub mod catalog;
 pub mod cli;
 pub mod connect;
+pub mod copy;
 pub mod error;
+pub mod indexes;
 pub mod logging;
 pub mod oplog;
+pub mod preflight;
 pub mod redact;
+pub mod shutdown;
 pub mod spool;
+pub mod status;
+pub mod sync;
+pub mod tail;
 
 pub use crate::run::run;
 

@@ -50,6 +50,20 @@ where
     }
 }
 
+/// stderr, with the copy's progress bars taken off the screen while a line is written, so that
+/// a log line never lands inside a bar.
+struct BarSafeStderr;
+
+impl Write for BarSafeStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        crate::copy::progress::suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Installs the global logger; logs go to stderr.
 pub fn init(verbosity: Verbosity) {
     let level = match verbosity {
@@ -61,7 +75,7 @@ pub fn init(verbosity: Verbosity) {
     let filter = tracing_subscriber::EnvFilter::new(format!("mongomirror={level}"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| BarSafeStderr)
         .event_format(MongoToolsFormat)
         .try_init();
 }
@@ -69,13 +83,9 @@ pub fn init(verbosity: Verbosity) {
 /// Prints lines on stderr with timestamps, bypassing the log level (used for the final
 /// `Failed:` report, which `--quiet` must not hide).
 pub fn print_always(lines: &[String]) {
-    let stderr = std::io::stderr();
-    let mut out = stderr.lock();
-    for l in lines {
-        let _ = writeln!(
-            out,
-            "{}",
-            crate::redact::scrub(&format!("{}\t{l}", timestamp()))
-        );
-    }
+    let text: String = lines
+        .iter()
+        .map(|l| crate::redact::scrub(&format!("{}\t{l}\n", timestamp())))
+        .collect();
+    let _ = BarSafeStderr.write_all(text.as_bytes());
 }

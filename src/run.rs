@@ -1,14 +1,49 @@
-//! The stages of one run, in order.
+//! The stages of one run, in order: connect, resume or preflight, initial sync, oplog sync.
 
-use tracing::{info, warn};
+use std::sync::Arc;
 
-use crate::catalog;
+use mongodb::bson::Timestamp;
+use tracing::{error, info, warn};
+
+use crate::bookmark::{self, Bookmark, Phase};
+use crate::catalog::{self, SourceCollection};
 use crate::cli::Options;
-use crate::connect;
-use crate::error::{Failure, Result};
+use crate::connect::{self, Connected};
+use crate::copy;
+use crate::error::Result;
+use crate::oplog;
+use crate::preflight;
+use crate::shutdown::{self, Shutdown};
+use crate::status::{Stage, Status};
+use crate::sync::{self, OplogSync};
+use crate::tail;
 
 /// Runs mongomirror with validated options.
+///
+/// With `--httpStatusPort`, a failure is reported on the status endpoint and the process keeps
+/// serving it until it is stopped, as mongomirror does; the exit code is then the failure's.
 pub async fn run(options: Options) -> Result<()> {
+    let shutdown = shutdown::on_signals();
+    let status = Status::shared();
+    if let Some((host, port)) = &options.http_status {
+        crate::status::serve(host, *port, status.clone()).await?;
+    }
+    let outcome = stages(&options, &status, &shutdown).await;
+    match outcome {
+        Err(failure) if options.http_status.is_some() => {
+            status.set_error(&failure);
+            for line in failure.lines() {
+                error!("{}", line.trim_start());
+            }
+            info!("--httpStatusPort is set: the error is reported there; stop mongomirror to exit");
+            shutdown.wait().await;
+            Err(failure)
+        }
+        other => other,
+    }
+}
+
+async fn stages(options: &Options, status: &Arc<Status>, shutdown: &Shutdown) -> Result<()> {
     info!("mongomirror-rs version {}", env!("CARGO_PKG_VERSION"));
     for w in &options.warnings {
         warn!("{w}");
@@ -17,9 +52,9 @@ pub async fn run(options: Options) -> Result<()> {
     info!("destination: {}", options.destination.address.display());
 
     let source = connect::connect_source(&options.source).await?;
+    let set_name = source.set_name().unwrap_or_default().to_string();
     info!(
-        "connected to the source: replica set '{}', MongoDB {}",
-        source.set_name().unwrap_or("?"),
+        "connected to the source: replica set '{set_name}', MongoDB {}",
         source.version
     );
     let destination = connect::connect(&options.destination).await?;
@@ -32,34 +67,168 @@ pub async fn run(options: Options) -> Result<()> {
         destination.version
     );
 
-    let plan = catalog::survey(
-        &source.client,
-        &options.filter,
-        options.coll_stats_threshold,
-    )
-    .await?;
+    let saved = if options.force_dump {
+        info!("--forceDump: ignoring any bookmark and starting a full initial sync");
+        None
+    } else {
+        bookmark::load(&options.bookmark_file)?
+    };
+    if let Some(b) = &saved {
+        bookmark::check_source(&options.bookmark_file, b, &set_name)?;
+    }
+    let run = Run {
+        options,
+        status: status.clone(),
+        shutdown: shutdown.clone(),
+        source,
+        destination,
+        set_name,
+    };
+    match saved {
+        Some(b) if b.phase == Phase::OplogSync => run.resume(&b).await,
+        other => {
+            if let Some(b) = other {
+                warn!(
+                    "the initial sync started at {}:{} was interrupted and cannot be resumed: starting over",
+                    b.ts.t, b.ts.i
+                );
+            }
+            run.fresh().await
+        }
+    }
+}
+
+/// Everything the stages after connecting share.
+struct Run<'a> {
+    options: &'a Options,
+    status: Arc<Status>,
+    shutdown: Shutdown,
+    source: Connected,
+    destination: Connected,
+    set_name: String,
+}
+
+impl Run<'_> {
+    /// Opens the tail after `from`; from then on every source write reaches the spool.
+    async fn open_tail(&self, from: Timestamp) -> Result<OplogSync> {
+        let dir = sync::spool_dir(self.options);
+        OplogSync::begin(
+            &self.source.client,
+            from,
+            &dir,
+            self.shutdown.clone(),
+            self.status.clone(),
+        )
+        .await
+    }
+
+    /// Replays the spool, then live entries, until stopped.
+    async fn oplog_sync(&self, sync: OplogSync) -> Result<()> {
+        self.status
+            .set_stage(Stage::OplogSync, "applying oplog entries");
+        sync.run(
+            &self.source.client,
+            self.destination.client.clone(),
+            self.options,
+            &self.set_name,
+        )
+        .await
+    }
+
+    fn save(&self, phase: Phase, ts: Timestamp) -> Result<()> {
+        bookmark::save(
+            &self.options.bookmark_file,
+            &Bookmark::new(&self.set_name, phase, ts, None),
+        )
+    }
+
+    /// Resumes oplog sync from a bookmark: no copy.
+    async fn resume(&self, saved: &Bookmark) -> Result<()> {
+        let from = saved.timestamp();
+        tail::check_position(&self.source.client, from).await?;
+        if self.options.preflight_only {
+            info!(
+                "--preflightOnly: the bookmark at {}:{} can be resumed; nothing was written",
+                from.time, from.increment
+            );
+            return Ok(());
+        }
+        info!(
+            "resuming oplog sync from the bookmark at {}:{}; no initial sync",
+            from.time, from.increment
+        );
+        let sync = self.open_tail(from).await?;
+        self.oplog_sync(sync).await
+    }
+
+    /// A fresh run: preflight, then initial sync while the oplog is spooled, then oplog sync.
+    async fn fresh(&self) -> Result<()> {
+        let (source, destination, options) = (&self.source, &self.destination, self.options);
+        // The starting point comes first: anything written after it, including to collections
+        // the survey below does or does not see, is in the oplog the next stage replays.
+        let read = match oplog::newest_timestamp(&source.client).await {
+            Ok(ts) => catalog::survey(
+                &source.client,
+                &options.filter,
+                options.coll_stats_threshold,
+            )
+            .await
+            .map(|plan| (ts, plan)),
+            Err(e) => Err(e),
+        };
+        let (start_ts, plan) = match read {
+            Ok(read) => read,
+            Err(e) => return Err(preflight::explain_read_failure(source, destination, e).await),
+        };
+        log_plan(&plan);
+        let conflicts = if options.drop {
+            Vec::new()
+        } else {
+            copy::conflicts(&destination.client, &plan).await?
+        };
+        preflight::run(source, destination, options, &plan, conflicts).await?;
+        if options.preflight_only {
+            info!("--preflightOnly: stopping before anything is written");
+            return Ok(());
+        }
+        if self.shutdown.requested() {
+            info!("stopped before anything was written");
+            return Ok(());
+        }
+
+        // The tail opens before the first document is read, so the two halves join without a gap.
+        let sync = self.open_tail(start_ts).await?;
+        self.save(Phase::InitialSync, start_ts)?;
+        self.status
+            .set_stage(Stage::InitialSync, "copying collections");
+        let copied = tokio::select! {
+            copied = copy::run(source, destination, options, &plan, start_ts, &self.status) => copied?,
+            _ = self.shutdown.wait() => {
+                warn!("stopped during initial sync: it cannot be resumed, so the next start needs --drop (or an empty destination)");
+                return Ok(());
+            }
+        };
+        // From here a restart resumes: replaying from the starting point is idempotent.
+        self.save(Phase::OplogSync, copied.start_ts)?;
+        self.oplog_sync(sync).await
+    }
+}
+
+fn log_plan(plan: &[SourceCollection]) {
     let (mut documents, mut bytes) = (0u64, 0u64);
-    for c in &plan {
+    for c in plan {
         documents += c.documents;
         bytes += c.bytes;
         match c.kind.as_str() {
             "collection" => info!(
-                "would copy {}: {} documents, {} bytes",
+                "to copy: {}: {} documents, {} bytes",
                 c.ns, c.documents, c.bytes
             ),
-            kind => info!("would create {} {}", kind, c.ns),
+            kind => info!("to create: {kind} {}", c.ns),
         }
     }
     info!(
-        "{} namespaces to copy: {} documents, {} bytes",
-        plan.len(),
-        documents,
-        bytes
+        "{} namespaces to copy: {documents} documents, {bytes} bytes",
+        plan.len()
     );
-    if options.preflight_only {
-        info!("--preflightOnly: stopping before anything is written");
-        return Ok(());
-    }
-    Err(Failure::runtime("initial sync is not implemented in this build yet")
-        .hint("this build can check connections and list what it would copy: rerun with --preflightOnly"))
 }

@@ -37,6 +37,7 @@ use super::writer::{self, id_key, Change, DocOp, NsInfo, Patch};
 use super::{ddl, dest};
 use crate::cli::{Namespace, NamespaceFilter, DEFAULT_OPLOG_BATCH_SIZE};
 use crate::error::Failure;
+use crate::indexes::SpecRules;
 
 /// Writer lanes for CRUD of collections without ordering constraints.
 pub const DEFAULT_WRITERS: usize = 8;
@@ -186,6 +187,9 @@ pub struct ApplyOptions {
     pub batch_entries: usize,
     /// Writer lanes for unordered collections.
     pub writers: usize,
+    /// Replayed index builds: skipped entirely with `--noIndexRestore`, and built without
+    /// expiry with `--ttlWithoutExpiry`, exactly as the copy builds them.
+    pub indexes: Option<SpecRules>,
 }
 
 impl Default for ApplyOptions {
@@ -193,6 +197,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             batch_entries: DEFAULT_OPLOG_BATCH_SIZE as usize,
             writers: DEFAULT_WRITERS,
+            indexes: Some(SpecRules::default()),
         }
     }
 }
@@ -374,7 +379,10 @@ impl Applier {
     /// After an error the applier must be dropped and replay restarted from the last checkpoint.
     pub async fn push(&mut self, entry: RawDocumentBuf) -> Result<(), ApplyError> {
         if changes_fcv(&entry) {
-            let ts = entry.get_timestamp("ts").map(|t| format!("{}:{}", t.time, t.increment)).unwrap_or_default();
+            let ts = entry
+                .get_timestamp("ts")
+                .map(|t| format!("{}:{}", t.time, t.increment))
+                .unwrap_or_default();
             return Err(ApplyError::FcvChanged { ts });
         }
         let (optime, action) = {
@@ -589,7 +597,7 @@ impl Applier {
                 Step::Barrier => self.apply_crud(std::mem::take(&mut crud)).await?,
                 Step::Command(command) => {
                     self.apply_crud(std::mem::take(&mut crud)).await?;
-                    ddl::apply(&self.client, &self.filter, &command).await?;
+                    ddl::apply(&self.client, &self.filter, self.options.indexes, &command).await?;
                     self.namespaces.clear();
                     self.stats.commands += 1;
                 }

@@ -9,13 +9,14 @@
 use mongodb::bson::raw::{RawBsonRef, RawDocument};
 use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 use mongodb::Client;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::apply::ApplyError;
 use super::dest;
 use super::entry::{Command, IndexSpecs, Update};
 use crate::cli::{Namespace, NamespaceFilter};
 use crate::error::server_code;
+use crate::indexes::{build_spec, SpecRules};
 
 /// `NamespaceNotFound`.
 const NS_NOT_FOUND: i32 = 26;
@@ -39,6 +40,7 @@ const INDEX_IGNORED: &[&str] = &["ns", "background", "entryFormat"];
 pub(super) async fn apply(
     client: &Client,
     filter: &NamespaceFilter,
+    index_rules: Option<SpecRules>,
     command: &Command<'_>,
 ) -> Result<(), ApplyError> {
     match command {
@@ -64,7 +66,17 @@ pub(super) async fn apply(
             }
         }
         Command::CreateIndexes { ns, specs } => {
-            let specs = index_specs(specs, ns)?;
+            let Some(rules) = index_rules else {
+                info!("{ns}: an index build is not replayed (--noIndexRestore)");
+                return Ok(());
+            };
+            let specs: Vec<Document> = index_specs(specs, ns)?
+                .into_iter()
+                .filter_map(|spec| build_spec(spec, rules))
+                .collect();
+            if specs.is_empty() {
+                return Ok(());
+            }
             let body = doc! { "createIndexes": &ns.coll, "indexes": specs };
             match run_raw(client, &ns.db, ns, body).await {
                 Ok(_) => Ok(()),
@@ -86,6 +98,13 @@ pub(super) async fn apply(
         // A missing collection or index on the destination means a later entry dropped it.
         Command::CollMod { ns, o } => {
             let body = without(o, COLLMOD_IGNORED, ns)?;
+            let sets_ttl = body
+                .get_document("index")
+                .is_ok_and(|i| i.contains_key("expireAfterSeconds"));
+            if sets_ttl && index_rules.is_some_and(|r| r.ttl_without_expiry) {
+                warn!("{ns}: a TTL change is not replayed (--ttlWithoutExpiry); restore TTL at cutover");
+                return Ok(());
+            }
             run(client, ns, body, &[NS_NOT_FOUND, INDEX_NOT_FOUND]).await
         }
         Command::ConvertToCapped { ns, o } => run(client, ns, document(o, ns)?, &[]).await,

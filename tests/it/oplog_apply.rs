@@ -8,6 +8,7 @@ use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, Document, RawDocumen
 use mongodb::options::ReplaceOptions;
 use mongodb::Client;
 use mongomirror::cli::{Namespace, NamespaceFilter};
+use mongomirror::indexes::SpecRules;
 use mongomirror::oplog::apply::{Applier, ApplyOptions, ApplyStats};
 
 use crate::support::{assert_same_deployments, Pair, ServerOptions, TestServer};
@@ -16,6 +17,9 @@ use crate::support::{assert_same_deployments, Pair, ServerOptions, TestServer};
 const OPTIONS: ApplyOptions = ApplyOptions {
     batch_entries: 7,
     writers: 3,
+    indexes: Some(SpecRules {
+        ttl_without_expiry: false,
+    }),
 };
 
 /// Builds mongod 4.4+-shaped entries with increasing timestamps.
@@ -898,6 +902,7 @@ async fn replay_throughput_against_plain_bulk_writes() {
     let options = ApplyOptions {
         batch_entries: 10_000,
         writers: 8,
+        ..ApplyOptions::default()
     };
     let started = std::time::Instant::now();
     let mut applier = Applier::new(client.clone(), NamespaceFilter::default(), options);
@@ -945,5 +950,55 @@ async fn replay_throughput_against_plain_bulk_writes() {
         n / replay.as_secs_f64(),
         n / baseline.as_secs_f64(),
         baseline.as_secs_f64() / replay.as_secs_f64()
+    );
+}
+
+/// Replayed index builds follow the copy's rules: none with `--noIndexRestore`, and TTL indexes
+/// (and TTL changes) without expiry with `--ttlWithoutExpiry`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_index_builds_follow_no_index_restore_and_ttl_without_expiry() {
+    let server = TestServer::start(ServerOptions::default()).await;
+    let client = server.client().await;
+    let mut s = Script::new();
+    s.c("rules", doc! {"create": "t"});
+    s.c("rules", doc! {"createIndexes": "t", "v": 2, "key": {"at": 1}, "name": "at_1", "expireAfterSeconds": 60});
+    s.c(
+        "rules",
+        doc! {"createIndexes": "t", "v": 2, "key": {"k": 1}, "name": "k_1"},
+    );
+    s.c(
+        "rules",
+        doc! {"collMod": "t", "index": {"name": "at_1", "expireAfterSeconds": 90}},
+    );
+    let run = |indexes: Option<SpecRules>| {
+        let (client, entries) = (client.clone(), s.entries.clone());
+        async move {
+            let options = ApplyOptions { indexes, ..OPTIONS };
+            let mut applier = Applier::new(client, NamespaceFilter::default(), options);
+            for entry in entries {
+                applier
+                    .push(entry)
+                    .await
+                    .unwrap_or_else(|e| panic!("{}", mongomirror::error::Failure::from(e)));
+            }
+            applier
+                .flush()
+                .await
+                .unwrap_or_else(|e| panic!("{}", mongomirror::error::Failure::from(e)));
+        }
+    };
+
+    run(None).await;
+    assert_eq!(index_names(&indexes(&client, "rules.t").await), ["_id_"]);
+
+    run(Some(SpecRules {
+        ttl_without_expiry: true,
+    }))
+    .await;
+    let specs = indexes(&client, "rules.t").await;
+    assert_eq!(index_names(&specs), ["_id_", "at_1", "k_1"]);
+    assert!(
+        specs.iter().all(|s| !s.contains_key("expireAfterSeconds")),
+        "{specs:?}"
     );
 }

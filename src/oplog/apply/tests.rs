@@ -159,11 +159,21 @@ async fn an_fcv_change_on_the_source_stops_replay() {
         "o": { "$v": 2, "diff": { "u": { "version": "7.0" } } },
         "o2": { "_id": "featureCompatibilityVersion" },
     };
-    let err = a.push(RawDocumentBuf::from_document(&entry).unwrap()).await.unwrap_err();
+    let err = a
+        .push(RawDocumentBuf::from_document(&entry).unwrap())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ApplyError::FcvChanged { .. }), "{err}");
     let failure = Failure::from(err);
-    assert!(failure.message.contains("featureCompatibilityVersion changed at 100:1"), "{failure}");
+    assert!(
+        failure
+            .message
+            .contains("featureCompatibilityVersion changed at 100:1"),
+        "{failure}"
+    );
     // Other admin.system.version documents stay ignored.
     let other = doc! { "op": "u", "ns": "admin.system.version", "ts": ts(2), "o": { "$set": { "x": 1 } }, "o2": { "_id": "startRangeDeletion" } };
-    a.push(RawDocumentBuf::from_document(&other).unwrap()).await.unwrap();
+    a.push(RawDocumentBuf::from_document(&other).unwrap())
+        .await
+        .unwrap();
 }

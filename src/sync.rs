@@ -1,0 +1,297 @@
+//! Oplog sync: the live half of mongomirror.
+//!
+//! The tail reader opens at the starting point *before* the initial copy begins and spools every
+//! source entry from then on. Once the copy is done, the applier replays the spool, then keeps up
+//! with live entries. The bookmark is saved only at positions the applier reports as fully
+//! acknowledged (and never inside an open transaction), and the lag line is logged every
+//! [`LAG_INTERVAL`], reaching `0s` when caught up, idle source included.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mongodb::bson::Timestamp;
+use mongodb::Client;
+use tracing::info;
+
+use crate::bookmark::{self, Bookmark, Phase};
+use crate::cli::Options;
+use crate::error::{Failure, Result};
+use crate::indexes::SpecRules;
+use crate::oplog::apply::{Applier, ApplyOptions, DEFAULT_WRITERS, MAX_BATCH_BYTES};
+use crate::shutdown::Shutdown;
+use crate::spool::{Spool, SpoolStats};
+use crate::status::{AppliedOps, Status};
+use crate::tail::{self, ReadPosition};
+
+/// How often `Current lag from source: Ns` is logged.
+pub const LAG_INTERVAL: Duration = Duration::from_secs(2);
+/// The least time between two bookmark saves while entries flow.
+pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where the spool lives: `--oplogPath`, else a directory beside the bookmark file.
+pub fn spool_dir(options: &Options) -> PathBuf {
+    if let Some(p) = &options.oplog_path {
+        return p.clone();
+    }
+    let mut name = options
+        .bookmark_file
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".spool");
+    options.bookmark_file.with_file_name(name)
+}
+
+/// A running tail: the reader task and the spool it fills.
+pub struct OplogSync {
+    spool: Arc<Spool>,
+    reader: tokio::task::JoinHandle<Result<()>>,
+    read: ReadPosition,
+    start: Timestamp,
+    shutdown: Shutdown,
+    status: Arc<Status>,
+}
+
+impl OplogSync {
+    /// Opens the tail after `start` and begins spooling. Once this returns, no source write
+    /// after `start` can be missed.
+    pub async fn begin(
+        source: &Client,
+        start: Timestamp,
+        dir: &Path,
+        shutdown: Shutdown,
+        status: Arc<Status>,
+    ) -> Result<Self> {
+        let spool = Arc::new(Spool::create(dir)?);
+        let read = ReadPosition::default();
+        let reader = tail::start(
+            source.clone(),
+            start,
+            spool.clone(),
+            read.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        info!(
+            "tailing the source oplog after {}:{} (spool: {})",
+            start.time,
+            start.increment,
+            dir.display()
+        );
+        Ok(OplogSync {
+            spool,
+            reader,
+            read,
+            start,
+            shutdown,
+            status,
+        })
+    }
+
+    /// The spool's current size.
+    pub fn spool_stats(&self) -> SpoolStats {
+        self.spool.stats()
+    }
+
+    /// Applies the spool, then live entries, until a stop is requested or something fails.
+    pub async fn run(
+        mut self,
+        source: &Client,
+        destination: Client,
+        options: &Options,
+        set_name: &str,
+    ) -> Result<()> {
+        let stats = self.spool.stats();
+        info!(
+            "oplog sync: applying {} spooled entries ({} bytes on disk), then live entries",
+            stats.disk_entries + stats.memory_entries as u64,
+            stats.disk_bytes
+        );
+        let applied = Arc::new(Mutex::new(self.start));
+        let lag = tokio::spawn(report_lag(
+            source.clone(),
+            applied.clone(),
+            self.spool.clone(),
+            self.read.clone(),
+            self.shutdown.clone(),
+            self.status.clone(),
+        ));
+        let apply_options = ApplyOptions {
+            batch_entries: options.oplog_batch_size as usize,
+            writers: DEFAULT_WRITERS,
+            indexes: (!options.no_index_restore).then_some(SpecRules {
+                ttl_without_expiry: options.ttl_without_expiry,
+            }),
+        };
+        let mut applier = Applier::new(destination, options.filter.clone(), apply_options);
+        let mut saver = Saver {
+            path: options.bookmark_file.clone(),
+            set_name: set_name.to_string(),
+            last: None,
+            at: None,
+            status: self.status.clone(),
+        };
+        let outcome = self
+            .apply(
+                &mut applier,
+                apply_options.batch_entries,
+                &applied,
+                &mut saver,
+            )
+            .await;
+        lag.abort();
+        // Whatever happened, keep the furthest safe position.
+        if let Some(cp) = applier.checkpoint() {
+            saver.save(cp.ts, cp.term)?;
+        }
+        let s = applier.stats();
+        info!(
+            "oplog sync stopped: {} entries read, {} writes, {} commands, {} transactions, {} skipped, \
+             {} updates of missing documents skipped, {} unique-index conflicts skipped",
+            s.entries, s.writes, s.commands, s.transactions, s.skipped, s.missing, s.conflicts
+        );
+        outcome
+    }
+
+    /// Feeds the applier in batches of `batch_entries` (its own flush size, so that one spool
+    /// batch is one destination round) and saves the bookmark as checkpoints advance.
+    async fn apply(
+        &mut self,
+        applier: &mut Applier,
+        batch_entries: usize,
+        applied: &Mutex<Timestamp>,
+        saver: &mut Saver,
+    ) -> Result<()> {
+        let mut reader_done = false;
+        loop {
+            let batch = tokio::select! {
+                batch = self.spool.next_batch(batch_entries, MAX_BATCH_BYTES, self.shutdown.wait()) => batch?,
+                joined = &mut self.reader, if !reader_done => {
+                    reader_done = true;
+                    match joined {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(failure)) => return Err(failure),
+                        Err(e) => return Err(Failure::runtime("the oplog reader stopped unexpectedly").cause(e)),
+                    }
+                }
+            };
+            if batch.is_empty() {
+                if self.shutdown.requested() {
+                    return Ok(());
+                }
+                continue;
+            }
+            for entry in batch {
+                applier.push(entry).await.map_err(Failure::from)?;
+            }
+            applier.flush().await.map_err(Failure::from)?;
+            let s = applier.stats();
+            self.status.set_applied(AppliedOps {
+                writes: s.writes,
+                commands: s.commands,
+                transactions: s.transactions,
+                skipped: s.skipped,
+                missing: s.missing,
+            });
+            if let Some(cp) = applier.checkpoint() {
+                *applied.lock().unwrap_or_else(|e| e.into_inner()) = cp.ts;
+                self.status.set_positions(Some(cp.ts), None, None);
+                if saver.due() {
+                    saver.save(cp.ts, cp.term)?;
+                }
+            }
+        }
+    }
+}
+
+/// Saves oplog-sync bookmarks, at most every [`BOOKMARK_INTERVAL`], skipping unchanged ones.
+struct Saver {
+    path: PathBuf,
+    set_name: String,
+    last: Option<Timestamp>,
+    at: Option<Instant>,
+    status: Arc<Status>,
+}
+
+impl Saver {
+    fn due(&self) -> bool {
+        self.at.is_none_or(|t| t.elapsed() >= BOOKMARK_INTERVAL)
+    }
+
+    fn save(&mut self, ts: Timestamp, term: Option<i64>) -> Result<()> {
+        if self.last == Some(ts) {
+            return Ok(());
+        }
+        bookmark::save(
+            &self.path,
+            &Bookmark::new(&self.set_name, Phase::OplogSync, ts, term),
+        )?;
+        self.last = Some(ts);
+        self.at = Some(Instant::now());
+        self.status.bookmark_saved();
+        Ok(())
+    }
+}
+
+/// Logs `Current lag from source: Ns` every [`LAG_INTERVAL`]: the newest source entry's time
+/// minus the last applied entry's time.
+async fn report_lag(
+    source: Client,
+    applied: Arc<Mutex<Timestamp>>,
+    spool: Arc<Spool>,
+    read: ReadPosition,
+    shutdown: Shutdown,
+    status: Arc<Status>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(LAG_INTERVAL) => {}
+            _ = shutdown.wait() => return,
+        }
+        // The reader's position stands in when the source cannot be asked right now.
+        let newest = match crate::oplog::newest_timestamp(&source).await {
+            Ok(ts) => Some(ts),
+            Err(_) => read.get(),
+        };
+        let applied = *applied.lock().unwrap_or_else(|e| e.into_inner());
+        let lag = newest.map_or(0, |n| lag_seconds(n, applied));
+        info!("Current lag from source: {lag}s");
+        status.set_lag(lag);
+        status.set_positions(Some(applied), newest, read.get());
+        let s = spool.stats();
+        status.set_spool_bytes(s.disk_bytes);
+        if s.disk_entries > 0 {
+            info!(
+                "oplog spool: {} entries waiting on disk ({} bytes)",
+                s.disk_entries, s.disk_bytes
+            );
+        }
+    }
+}
+
+/// Whole seconds between the newest source entry and the last applied one (0 when caught up).
+pub fn lag_seconds(newest: Timestamp, applied: Timestamp) -> u32 {
+    if newest <= applied {
+        0
+    } else {
+        newest.time.saturating_sub(applied.time)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(time: u32, increment: u32) -> Timestamp {
+        Timestamp { time, increment }
+    }
+
+    #[test]
+    fn lag_is_whole_seconds_and_zero_when_caught_up() {
+        assert_eq!(lag_seconds(ts(100, 5), ts(100, 5)), 0);
+        assert_eq!(lag_seconds(ts(100, 9), ts(100, 5)), 0);
+        assert_eq!(lag_seconds(ts(106, 1), ts(100, 5)), 6);
+        assert_eq!(lag_seconds(ts(90, 1), ts(100, 5)), 0);
+    }
+}

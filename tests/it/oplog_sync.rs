@@ -1,0 +1,197 @@
+//! Oplog sync end to end: writes made while mongomirror copies and after it has caught up all
+//! arrive, the lag line reaches 0s, a stop saves the bookmark, and a restart resumes from it
+//! without copying again. A bookmark the source oplog no longer holds, or one that cannot be
+//! trusted, stops the run instead of resyncing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mongodb::bson::{doc, Document};
+use mongodb::Client;
+
+use crate::support::{await_same_deployments, mongomirror, Pair, Running};
+
+const CAUGHT_UP: &str = "Current lag from source: 0s";
+const LINE_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn start_mirror(pair: &Pair, bookmark: &Path, extra: &[&str]) -> Running {
+    mongomirror()
+        .args([
+            "--host",
+            &pair.source.uri(),
+            "--destination",
+            &pair.destination.uri(),
+        ])
+        .args(["--bookmarkFile", bookmark.to_str().unwrap(), "-j", "2"])
+        .args(extra)
+        .spawn()
+}
+
+async fn seed(src: &Client) {
+    let users: Vec<Document> = (0..2_000)
+        .map(|i| doc! { "_id": i, "name": format!("user {i}"), "visits": 0 })
+        .collect();
+    src.database("app")
+        .collection::<Document>("users")
+        .insert_many(users)
+        .await
+        .unwrap();
+    let orders: Vec<Document> = (0..3_000)
+        .map(|i| doc! { "_id": i, "user": i % 2_000, "total": f64::from(i) })
+        .collect();
+    src.database("app")
+        .collection::<Document>("orders")
+        .insert_many(orders)
+        .await
+        .unwrap();
+}
+
+/// Inserts, updates and deletes on the source, numbered from `from`.
+async fn write_load(src: &Client, from: i32, count: i32) {
+    let users = src.database("app").collection::<Document>("users");
+    let orders = src.database("app").collection::<Document>("orders");
+    let events = src.database("live").collection::<Document>("events");
+    for i in from..from + count {
+        orders
+            .insert_one(doc! { "_id": 100_000 + i, "user": i, "total": 1.5 })
+            .await
+            .unwrap();
+        users
+            .update_one(
+                doc! { "_id": i % 2_000 },
+                doc! { "$inc": { "visits": 1 }, "$set": { "last": i } },
+            )
+            .await
+            .unwrap();
+        orders.delete_one(doc! { "_id": i }).await.unwrap();
+        events
+            .insert_one(doc! { "_id": i, "kind": "click" })
+            .await
+            .unwrap();
+    }
+}
+
+fn bookmark_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+async fn set_name(client: &Client) -> String {
+    let hello = client
+        .database("admin")
+        .run_command(doc! { "hello": 1 })
+        .await
+        .unwrap();
+    hello.get_str("setName").unwrap().to_string()
+}
+
+#[tokio::test]
+async fn live_writes_arrive_a_stop_saves_the_bookmark_and_a_restart_resumes() {
+    let pair = Pair::start().await;
+    let (src, dst) = pair.clients().await;
+    seed(&src).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bookmark = dir.path().join("mongomirror.bookmark");
+
+    let mirror = start_mirror(&pair, &bookmark, &[]);
+    // Writes that race the copy land in the spool and are replayed after it.
+    mirror
+        .wait_for_line("tailing the source oplog after", LINE_TIMEOUT)
+        .await
+        .unwrap();
+    write_load(&src, 0, 150).await;
+    mirror
+        .wait_for_line("oplog sync: applying", LINE_TIMEOUT)
+        .await
+        .unwrap();
+    // Writes after the copy are applied live.
+    write_load(&src, 150, 150).await;
+    let mark = mirror.lines_seen();
+    mirror
+        .wait_for_line_from(mark, CAUGHT_UP, LINE_TIMEOUT)
+        .await
+        .unwrap();
+    await_same_deployments(&src, &dst, Duration::from_secs(30)).await;
+
+    mirror.send_sigint();
+    let out = mirror.wait(Duration::from_secs(15)).await;
+    assert_eq!(out.status, Some(0), "{out}");
+    let saved = bookmark_json(&bookmark);
+    assert_eq!(saved["phase"], "oplogSync", "{saved}");
+    assert_eq!(saved["sourceSetName"], set_name(&src).await.as_str());
+
+    // Written while mongomirror is down: the restart must pick these up from the bookmark.
+    write_load(&src, 300, 100).await;
+    let mirror = start_mirror(&pair, &bookmark, &[]);
+    mirror
+        .wait_for_line("resuming oplog sync from the bookmark", LINE_TIMEOUT)
+        .await
+        .unwrap();
+    let mark = mirror.lines_seen();
+    mirror
+        .wait_for_line_from(mark, CAUGHT_UP, LINE_TIMEOUT)
+        .await
+        .unwrap();
+    await_same_deployments(&src, &dst, Duration::from_secs(30)).await;
+    mirror.send_signal("TERM");
+    let out = mirror.wait(Duration::from_secs(15)).await;
+    assert_eq!(out.status, Some(0), "{out}");
+    assert!(
+        !out.stderr.contains("copying"),
+        "a resumed run must not copy again\n{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_bookmark_the_oplog_no_longer_holds_stops_with_exit_code_5() {
+    let pair = Pair::start().await;
+    let (src, dst) = pair.clients().await;
+    seed(&src).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bookmark = dir.path().join("mongomirror.bookmark");
+    let stale = serde_json::json!({
+        "version": 1, "sourceSetName": set_name(&src).await, "phase": "oplogSync",
+        "ts": { "t": 1, "i": 1 }, "writtenBy": "test", "savedAt": "2026-01-01T00:00:00.000Z"
+    });
+    std::fs::write(&bookmark, stale.to_string()).unwrap();
+    let out = start_mirror(&pair, &bookmark, &[]).wait(LINE_TIMEOUT).await;
+    assert_eq!(out.status, Some(5), "{out}");
+    assert!(
+        out.stderr
+            .contains("Failed: the source oplog no longer holds the resume point 1:1"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("--forceDump"), "{out}");
+    let names = dst.list_database_names().await.unwrap();
+    assert!(
+        !names.iter().any(|n| n == "app"),
+        "the destination was written: {names:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_bookmark_is_an_error_never_a_resync() {
+    let pair = Pair::start().await;
+    let (src, dst) = pair.clients().await;
+    seed(&src).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bookmark = dir.path().join("mongomirror.bookmark");
+    for (text, cause) in [
+        ("{\"version\": 1, \"phase\": ", "not valid JSON"),
+        ("{\"version\": 7}", "format version 7"),
+        (
+            "{\"version\":1,\"sourceSetName\":\"elsewhere\",\"phase\":\"oplogSync\",\"ts\":{\"t\":1,\"i\":1},\"writtenBy\":\"x\",\"savedAt\":\"x\"}",
+            "belongs to source replica set 'elsewhere'",
+        ),
+    ] {
+        std::fs::write(&bookmark, text).unwrap();
+        let out = start_mirror(&pair, &bookmark, &[]).wait(LINE_TIMEOUT).await;
+        assert_eq!(out.status, Some(4), "{out}");
+        assert!(out.stderr.contains("cannot use the bookmark file"), "{out}");
+        assert!(out.stderr.contains(cause), "{cause}\n{out}");
+    }
+    let names = dst.list_database_names().await.unwrap();
+    assert!(
+        !names.iter().any(|n| n == "app"),
+        "the destination was written: {names:?}"
+    );
+}
