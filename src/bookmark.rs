@@ -85,7 +85,9 @@ impl Bookmark {
             ts: ts.into(),
             term,
             written_by: format!("mongomirror-rs {}", env!("CARGO_PKG_VERSION")),
-            saved_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            saved_at: chrono::Utc::now()
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string(),
         }
     }
 
@@ -115,8 +117,18 @@ pub fn load(path: &Path) -> Result<Option<Bookmark>> {
         .and_then(serde_json::Value::as_u64);
     match version {
         Some(v) if v == u64::from(VERSION) => {}
-        Some(v) => return Err(untrusted(path, format!("it has format version {v}; this build reads version {VERSION}"))),
-        None => return Err(untrusted(path, "it has no format version: it was not written by mongomirror-rs")),
+        Some(v) => {
+            return Err(untrusted(
+                path,
+                format!("it has format version {v}; this build reads version {VERSION}"),
+            ))
+        }
+        None => {
+            return Err(untrusted(
+                path,
+                "it has no format version: it was not written by mongomirror-rs",
+            ))
+        }
     }
     serde_json::from_str(&text)
         .map(Some)
@@ -140,9 +152,12 @@ pub fn check_source(path: &Path, bookmark: &Bookmark, source_set_name: &str) -> 
 /// Writes the bookmark atomically: a crash leaves either the old file or the new one.
 pub fn save(path: &Path, bookmark: &Bookmark) -> Result<()> {
     let failed = |e: std::io::Error| {
-        Failure::runtime(format!("cannot save the bookmark file '{}'", path.display()))
-            .cause(e)
-            .hint("check that the bookmark's directory exists and is writable (--bookmarkFile)")
+        Failure::runtime(format!(
+            "cannot save the bookmark file '{}'",
+            path.display()
+        ))
+        .cause(e)
+        .hint("check that the bookmark's directory exists and is writable (--bookmarkFile)")
     };
     let mut text = serde_json::to_string_pretty(bookmark)
         .map_err(|e| Failure::runtime("cannot encode the bookmark").cause(e))?;
@@ -164,7 +179,10 @@ pub fn save(path: &Path, bookmark: &Bookmark) -> Result<()> {
 }
 
 fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }
@@ -174,7 +192,10 @@ mod tests {
     use super::*;
 
     fn ts(t: u32, i: u32) -> Timestamp {
-        Timestamp { time: t, increment: i }
+        Timestamp {
+            time: t,
+            increment: i,
+        }
     }
 
     #[test]
@@ -188,7 +209,10 @@ mod tests {
         assert_eq!(b.timestamp(), ts(1_795_611_783, 5));
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"phase\": \"oplogSync\""), "{text}");
-        assert!(text.contains("\"ts\": {\n    \"t\": 1795611783,\n    \"i\": 5\n  }"), "{text}");
+        assert!(
+            text.contains("\"ts\": {\n    \"t\": 1795611783,\n    \"i\": 5\n  }"),
+            "{text}"
+        );
         assert!(!temp_path(&path).exists());
     }
 
@@ -216,6 +240,10 @@ mod tests {
         let b = Bookmark::new("rs0", Phase::OplogSync, ts(1, 1), None);
         assert!(check_source(Path::new("b"), &b, "rs0").is_ok());
         let err = check_source(Path::new("b"), &b, "other").unwrap_err();
-        assert!(err.to_string().contains("belongs to source replica set 'rs0'"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("belongs to source replica set 'rs0'"),
+            "{err}"
+        );
     }
 }

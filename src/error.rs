@@ -149,7 +149,9 @@ pub fn is_transient(error: &mongodb::error::Error) -> bool {
         return true;
     }
     match error.kind.as_ref() {
-        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } | ErrorKind::ServerSelection { .. } => true,
+        ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::ServerSelection { .. } => true,
         ErrorKind::InsertMany(f) => f
             .write_concern_error
             .as_ref()
@@ -161,7 +163,10 @@ pub fn is_transient(error: &mongodb::error::Error) -> bool {
 /// Whether a driver error came from the network rather than from the server.
 pub fn is_network_error(error: &mongodb::error::Error) -> bool {
     use mongodb::error::ErrorKind;
-    matches!(error.kind.as_ref(), ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. })
+    matches!(
+        error.kind.as_ref(),
+        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. }
+    )
 }
 
 /// Shorthand for results that end in a [`Failure`].

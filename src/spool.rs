@@ -85,8 +85,12 @@ fn io_failure(what: String) -> impl FnOnce(std::io::Error) -> Failure {
 impl Spool {
     /// A spool in `dir` (created if needed; spool files left by an earlier run are removed).
     pub fn create(dir: &Path) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(io_failure(format!("cannot create the oplog spool directory {}", dir.display())))?;
-        let stale = fs::read_dir(dir).map_err(io_failure(format!("cannot list {}", dir.display())))?;
+        fs::create_dir_all(dir).map_err(io_failure(format!(
+            "cannot create the oplog spool directory {}",
+            dir.display()
+        )))?;
+        let stale =
+            fs::read_dir(dir).map_err(io_failure(format!("cannot list {}", dir.display())))?;
         for entry in stale.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
             if name.starts_with(SEGMENT_PREFIX) && name.ends_with(SEGMENT_SUFFIX) {
@@ -123,14 +127,24 @@ impl Spool {
 
     fn write(&self, inner: &mut Inner, entry: &RawDocumentBuf) -> Result<()> {
         if inner.writer.is_none() {
-            let path = self.dir.join(format!("{SEGMENT_PREFIX}{:08}{SEGMENT_SUFFIX}", inner.next_segment));
+            let path = self.dir.join(format!(
+                "{SEGMENT_PREFIX}{:08}{SEGMENT_SUFFIX}",
+                inner.next_segment
+            ));
             inner.next_segment += 1;
-            let file = File::create(&path).map_err(io_failure(format!("cannot create {}", path.display())))?;
+            let file = File::create(&path)
+                .map_err(io_failure(format!("cannot create {}", path.display())))?;
             let encoder = Encoder::new(BufWriter::new(file), ZSTD_LEVEL)
                 .map_err(io_failure(format!("cannot compress {}", path.display())))?;
-            inner.writer = Some(Writer { path, encoder, bytes: 0 });
+            inner.writer = Some(Writer {
+                path,
+                encoder,
+                bytes: 0,
+            });
         }
-        let Some(w) = inner.writer.as_mut() else { unreachable!("writer was just created") };
+        let Some(w) = inner.writer.as_mut() else {
+            unreachable!("writer was just created")
+        };
         w.encoder
             .write_all(entry.as_bytes())
             .map_err(io_failure(format!("cannot write {}", w.path.display())))?;
@@ -146,8 +160,12 @@ impl Spool {
     fn seal(inner: &mut Inner) -> Result<()> {
         if let Some(w) = inner.writer.take() {
             let path = w.path.clone();
-            let mut out = w.encoder.finish().map_err(io_failure(format!("cannot finish {}", path.display())))?;
-            out.flush().map_err(io_failure(format!("cannot flush {}", path.display())))?;
+            let mut out = w
+                .encoder
+                .finish()
+                .map_err(io_failure(format!("cannot finish {}", path.display())))?;
+            out.flush()
+                .map_err(io_failure(format!("cannot flush {}", path.display())))?;
             inner.disk_bytes += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             inner.sealed.push_back(path);
         }
@@ -200,12 +218,18 @@ impl Spool {
                     inner.disk_bytes = 0;
                     return Ok(None);
                 };
-                let file = File::open(&path).map_err(io_failure(format!("cannot open {}", path.display())))?;
-                let decoder = Decoder::new(file).map_err(io_failure(format!("cannot decompress {}", path.display())))?;
+                let file = File::open(&path)
+                    .map_err(io_failure(format!("cannot open {}", path.display())))?;
+                let decoder = Decoder::new(file)
+                    .map_err(io_failure(format!("cannot decompress {}", path.display())))?;
                 inner.reader = Some(Reader { path, decoder });
             }
-            let Some(r) = inner.reader.as_mut() else { unreachable!("reader was just opened") };
-            match read_document(&mut r.decoder).map_err(io_failure(format!("cannot read {}", r.path.display())))? {
+            let Some(r) = inner.reader.as_mut() else {
+                unreachable!("reader was just opened")
+            };
+            match read_document(&mut r.decoder)
+                .map_err(io_failure(format!("cannot read {}", r.path.display())))?
+            {
                 Some(doc) => {
                     inner.disk_entries = inner.disk_entries.saturating_sub(1);
                     return Ok(Some(doc));
@@ -250,7 +274,11 @@ impl Spool {
         SpoolStats {
             disk_entries: inner.disk_entries,
             disk_bytes: inner.disk_bytes
-                + inner.writer.as_ref().and_then(|w| fs::metadata(&w.path).ok()).map_or(0, |m| m.len()),
+                + inner
+                    .writer
+                    .as_ref()
+                    .and_then(|w| fs::metadata(&w.path).ok())
+                    .map_or(0, |m| m.len()),
             memory_entries: inner.memory.len(),
         }
     }
@@ -259,7 +287,11 @@ impl Spool {
 impl Drop for Spool {
     fn drop(&mut self) {
         let inner = self.lock();
-        let paths = inner.sealed.iter().chain(inner.writer.as_ref().map(|w| &w.path)).chain(inner.reader.as_ref().map(|r| &r.path));
+        let paths = inner
+            .sealed
+            .iter()
+            .chain(inner.writer.as_ref().map(|w| &w.path))
+            .chain(inner.reader.as_ref().map(|r| &r.path));
         for p in paths {
             let _ = fs::remove_file(p);
         }
@@ -276,7 +308,10 @@ fn read_document(r: &mut impl Read) -> std::io::Result<Option<RawDocumentBuf>> {
     }
     let n = i32::from_le_bytes(len);
     if !(5..=48 * 1024 * 1024).contains(&n) {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad document length {n}")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad document length {n}"),
+        ));
     }
     let mut buf = vec![0u8; n as usize];
     buf[..4].copy_from_slice(&len);
@@ -309,7 +344,10 @@ mod tests {
             spool.push(entry(i, 40_000)).unwrap();
         }
         let stats = spool.stats();
-        assert!(stats.disk_entries > 0 && stats.memory_entries > 0, "{stats:?}");
+        assert!(
+            stats.disk_entries > 0 && stats.memory_entries > 0,
+            "{stats:?}"
+        );
         assert!(stats.disk_bytes > 0, "{stats:?}");
         let mut seen = Vec::new();
         // Interleave pushes with pops: new entries must come after the disk backlog.
@@ -363,7 +401,10 @@ mod tests {
             tokio::task::yield_now().await;
             pusher.push(entry(9, 1)).unwrap();
         });
-        let batch = spool.next_batch(10, 1 << 20, std::future::pending()).await.unwrap();
+        let batch = spool
+            .next_batch(10, 1 << 20, std::future::pending())
+            .await
+            .unwrap();
         assert_eq!(ids(&batch), [9]);
         task.await.unwrap();
         let batch = spool.next_batch(10, 1 << 20, async {}).await.unwrap();

@@ -182,6 +182,11 @@ pub struct Args {
     #[arg(long, help_heading = COPY)]
     pub remove_auto_index_id: bool,
 
+    /// Allow TTL indexes: build them without expireAfterSeconds, and print the collMod commands
+    /// that restore expiry at cutover (without it, TTL indexes fail preflight, as in mongomirror).
+    #[arg(long = "ttlWithoutExpiry", help_heading = COPY)]
+    pub ttl_without_expiry: bool,
+
     /// Keep collection UUIDs (only possible inside Atlas live migration; refused here).
     #[arg(long = "preserveUUIDs", help_heading = COPY)]
     pub preserve_uuids: bool,

@@ -355,6 +355,8 @@ pub struct Options {
     pub no_index_restore: bool,
     /// `--removeAutoIndexId`.
     pub remove_auto_index_id: bool,
+    /// `--ttlWithoutExpiry`.
+    pub ttl_without_expiry: bool,
     /// `-j`.
     pub num_parallel_collections: u32,
     /// `--collStatsThreshold`.
@@ -448,6 +450,7 @@ impl Options {
             drop: args.drop,
             no_index_restore: args.no_index_restore,
             remove_auto_index_id: args.remove_auto_index_id,
+            ttl_without_expiry: args.ttl_without_expiry,
             num_parallel_collections: args
                 .num_parallel_collections
                 .unwrap_or(DEFAULT_PARALLEL_COLLECTIONS),

@@ -313,6 +313,11 @@ flag_test!(
     ["--removeAutoIndexId"],
     |o| assert!(o.remove_auto_index_id)
 );
+flag_test!(
+    flag_ttl_without_expiry,
+    ["--ttlWithoutExpiry"],
+    |o| assert!(o.ttl_without_expiry)
+);
 flag_test!(flag_preflight_only, ["--preflightOnly"], |o| assert!(
     o.preflight_only
 ));

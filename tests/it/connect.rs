@@ -151,7 +151,8 @@ async fn scram_with_good_and_wrong_passwords_names_the_failing_side() {
     assert!(!out.stderr.contains("Wrong-Source-Pw"), "{out}");
 
     let out = run("alice-Pw-1", "Wrong-Dest-Pw").await;
-    out.assert_failed(3,
+    out.assert_failed(
+        3,
         "authentication to the destination",
         "--destinationPassword",
     );
@@ -194,10 +195,9 @@ async fn password_precedence_is_flag_then_env_then_config() {
     assert_connected(&run("alice-Pw-1", None, None).await);
     assert_connected(&run("wrong-in-file", Some("alice-Pw-1"), None).await);
     assert_connected(&run("wrong-in-file", Some("wrong-in-env"), Some("alice-Pw-1")).await);
-    run("alice-Pw-1", Some("wrong-in-env"), None).await.assert_failed(3,
-        "authentication to the source",
-        "--password",
-    );
+    run("alice-Pw-1", Some("wrong-in-env"), None)
+        .await
+        .assert_failed(3, "authentication to the source", "--password");
 }
 
 #[tokio::test]
@@ -233,7 +233,8 @@ async fn tls_with_a_ca_file_with_invalid_certificates_allowed_and_without_a_ca()
     assert_connected(&run(vec!["--ssl".into(), "--sslCAFile".into(), ca.clone()]).await);
     assert_connected(&run(vec!["--ssl".into(), "--sslAllowInvalidCertificates".into()]).await);
     assert_connected(&run(vec!["--ssl".into(), "--tlsInsecure".into()]).await);
-    run(vec!["--ssl".into()]).await.assert_failed(3,
+    run(vec!["--ssl".into()]).await.assert_failed(
+        3,
         "Could not connect to the source",
         "--sslCAFile",
     );
@@ -296,10 +297,7 @@ async fn a_standalone_source_is_refused_with_a_hint_to_convert_it() {
             ])
             .run(DEADLINE)
             .await;
-        out.assert_failed(4,
-            "Source appears to be a standalone",
-            "rs.initiate()",
-        );
+        out.assert_failed(4, "Source appears to be a standalone", "rs.initiate()");
     }
 }
 
@@ -319,7 +317,8 @@ async fn a_wrong_replica_set_name_is_diagnosed() {
         .arg("--preflightOnly")
         .run(DEADLINE)
         .await;
-    out.assert_failed(3,
+    out.assert_failed(
+        3,
         "belongs to replica set 'secantus', not 'wrongset'",
         "secantus/",
     );

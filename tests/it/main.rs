@@ -3,5 +3,10 @@
 
 mod cli;
 mod connect;
+mod copy;
 mod harness_selftest;
+mod oplog_apply;
+mod oplog_sync;
+mod preflight;
+mod status;
 mod support;

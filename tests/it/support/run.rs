@@ -14,7 +14,8 @@ use super::process::{LineMatcher, ManagedProcess, WaitError};
 /// directory (removed with the process handle), so files it writes by default, such as
 /// `mongomirror.bookmark`, never leak between tests or into the source tree.
 pub fn mongomirror() -> ProcessBuilder {
-    let workdir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a working directory: {e}"));
+    let workdir =
+        tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a working directory: {e}"));
     let mut builder = command(env!("CARGO_BIN_EXE_mongomirror")).current_dir(workdir.path());
     builder.workdir = Some(workdir);
     builder
@@ -120,9 +121,15 @@ impl Output {
                 .to_string()
         };
         let failed = line("Failed: ");
-        assert!(failed.contains(message), "expected {message:?} in {failed:?}\n{self}");
+        assert!(
+            failed.contains(message),
+            "expected {message:?} in {failed:?}\n{self}"
+        );
         let hint_line = line("hint: ");
-        assert!(hint_line.contains(hint), "expected {hint:?} in {hint_line:?}\n{self}");
+        assert!(
+            hint_line.contains(hint),
+            "expected {hint:?} in {hint_line:?}\n{self}"
+        );
         for forbidden in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
             assert!(!self.stderr.contains(forbidden), "{forbidden}\n{self}");
         }

@@ -1,0 +1,444 @@
+//! The HTTP status endpoint (`--httpStatusPort`): mongomirror's JSON at `GET /`, and Prometheus
+//! metrics at `GET /metrics`.
+//!
+//! Stages report into one shared [`Status`]; the server only reads it. The JSON keeps
+//! mongomirror's shape (`stage`, `phase`, `details` with packed 64-bit timestamps and one object
+//! per namespace, `errorMessage`) and adds `lagSeconds`. The server is a few dozen lines on
+//! tokio: one GET per connection, bounded request size, `Connection: close`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use mongodb::bson::Timestamp;
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::error::{Failure, Result};
+
+/// The largest request head the server reads.
+const MAX_REQUEST: usize = 8 * 1024;
+
+/// mongomirror's stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Started; nothing copied yet.
+    Initializing,
+    /// Copying documents and indexes (while the oplog is spooled).
+    InitialSync,
+    /// Tailing and applying the oplog.
+    OplogSync,
+}
+
+impl Stage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stage::Initializing => "initializing",
+            Stage::InitialSync => "initial sync",
+            Stage::OplogSync => "oplog sync",
+        }
+    }
+}
+
+/// Progress of one namespace during initial sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceStatus {
+    /// All documents (and indexes) are in.
+    pub complete: bool,
+    /// Documents copied so far.
+    pub copied_docs: u64,
+    /// BSON bytes copied so far.
+    pub copied_bytes: u64,
+    /// Size of the collection on the source.
+    pub total_bytes: u64,
+    /// Indexes built or to build.
+    pub create_indexes: u64,
+}
+
+/// Oplog replay counters, by kind of operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppliedOps {
+    /// Document writes acknowledged.
+    pub writes: u64,
+    /// DDL commands applied.
+    pub commands: u64,
+    /// Transactions applied.
+    pub transactions: u64,
+    /// Entries skipped (no-ops, internal, filtered).
+    pub skipped: u64,
+    /// Partial updates of missing documents skipped.
+    pub missing: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    stage: Stage,
+    phase: String,
+    namespaces: BTreeMap<String, NamespaceStatus>,
+    current: Option<Timestamp>,
+    latest: Option<Timestamp>,
+    last_write: Option<Timestamp>,
+    lag: Option<u32>,
+    error: Option<String>,
+    applied: AppliedOps,
+    spool_bytes: u64,
+    bookmark_saved: Option<Instant>,
+}
+
+/// The run's status, shared by every stage and the server.
+#[derive(Debug)]
+pub struct Status {
+    state: Mutex<State>,
+}
+
+/// mongomirror's timestamp encoding: seconds in the high 32 bits, the increment in the low.
+pub fn packed(ts: Timestamp) -> i64 {
+    (i64::from(ts.time) << 32) | i64::from(ts.increment)
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status {
+            state: Mutex::new(State {
+                stage: Stage::Initializing,
+                phase: String::new(),
+                namespaces: BTreeMap::new(),
+                current: None,
+                latest: None,
+                last_write: None,
+                lag: None,
+                error: None,
+                applied: AppliedOps::default(),
+                spool_bytes: 0,
+                bookmark_saved: None,
+            }),
+        }
+    }
+}
+
+impl Status {
+    /// A fresh status, shared.
+    pub fn shared() -> Arc<Status> {
+        Arc::new(Status::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves to a stage and phase.
+    pub fn set_stage(&self, stage: Stage, phase: &str) {
+        let mut s = self.lock();
+        s.stage = stage;
+        s.phase = phase.to_string();
+    }
+
+    /// Updates one namespace's copy progress.
+    pub fn update_namespace(&self, ns: &str, update: impl FnOnce(&mut NamespaceStatus)) {
+        update(self.lock().namespaces.entry(ns.to_string()).or_default());
+    }
+
+    /// Records oplog positions: last applied, newest on the source, newest real write.
+    pub fn set_positions(
+        &self,
+        current: Option<Timestamp>,
+        latest: Option<Timestamp>,
+        last_write: Option<Timestamp>,
+    ) {
+        let mut s = self.lock();
+        s.current = current.or(s.current);
+        s.latest = latest.or(s.latest);
+        s.last_write = last_write.or(s.last_write);
+    }
+
+    /// Records the lag in seconds.
+    pub fn set_lag(&self, seconds: u32) {
+        self.lock().lag = Some(seconds);
+    }
+
+    /// Records replay counters.
+    pub fn set_applied(&self, applied: AppliedOps) {
+        self.lock().applied = applied;
+    }
+
+    /// Records the spool's size on disk.
+    pub fn set_spool_bytes(&self, bytes: u64) {
+        self.lock().spool_bytes = bytes;
+    }
+
+    /// Notes that the bookmark was just saved.
+    pub fn bookmark_saved(&self) {
+        self.lock().bookmark_saved = Some(Instant::now());
+    }
+
+    /// Records a runtime error (the process keeps serving it).
+    pub fn set_error(&self, failure: &Failure) {
+        self.lock().error = Some(failure.lines().join(" "));
+    }
+
+    /// mongomirror's JSON document.
+    pub fn json(&self) -> Value {
+        let s = self.lock();
+        let mut details = Map::new();
+        let stamp = |ts: Option<Timestamp>| ts.map(|t| json!(packed(t)));
+        if s.stage != Stage::Initializing {
+            for (key, ts) in [
+                ("currentTimestamp", s.current),
+                ("latestTimestamp", s.latest),
+                ("lastWriteOnSourceTimestamp", s.last_write),
+            ] {
+                if let Some(v) = stamp(ts) {
+                    details.insert(key.into(), v);
+                }
+            }
+        }
+        if s.stage == Stage::InitialSync {
+            for (ns, n) in &s.namespaces {
+                details.insert(
+                    ns.clone(),
+                    json!({ "complete": n.complete, "copiedBytes": n.copied_bytes, "totalBytes": n.total_bytes, "createIndexes": n.create_indexes }),
+                );
+            }
+        }
+        let mut out = Map::new();
+        out.insert("stage".into(), json!(s.stage.as_str()));
+        if !s.phase.is_empty() {
+            out.insert("phase".into(), json!(s.phase));
+        }
+        out.insert("details".into(), Value::Object(details));
+        if let Some(e) = &s.error {
+            out.insert("errorMessage".into(), json!(e));
+        }
+        if let Some(lag) = s.lag {
+            out.insert("lagSeconds".into(), json!(lag));
+        }
+        Value::Object(out)
+    }
+
+    /// Prometheus text exposition.
+    pub fn metrics(&self) -> String {
+        let s = self.lock();
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (labels, value) in samples {
+                out.push_str(&format!("{name}{labels} {value}\n"));
+            }
+        };
+        let per_ns = |f: fn(&NamespaceStatus) -> u64| {
+            s.namespaces
+                .iter()
+                .map(|(ns, n)| {
+                    (
+                        format!("{{namespace=\"{}\"}}", escape(ns)),
+                        f(n).to_string(),
+                    )
+                })
+                .collect()
+        };
+        family(
+            "mongomirror_copied_documents_total",
+            "counter",
+            "Documents copied during initial sync.",
+            per_ns(|n| n.copied_docs),
+        );
+        family(
+            "mongomirror_copied_bytes_total",
+            "counter",
+            "BSON bytes copied during initial sync.",
+            per_ns(|n| n.copied_bytes),
+        );
+        let a = s.applied;
+        family(
+            "mongomirror_applied_ops_total",
+            "counter",
+            "Oplog operations replayed, by kind.",
+            [
+                ("write", a.writes),
+                ("command", a.commands),
+                ("transaction", a.transactions),
+                ("skipped", a.skipped),
+                ("missing", a.missing),
+            ]
+            .iter()
+            .map(|(k, v)| (format!("{{kind=\"{k}\"}}"), v.to_string()))
+            .collect(),
+        );
+        if let Some(lag) = s.lag {
+            family(
+                "mongomirror_lag_seconds",
+                "gauge",
+                "Newest source oplog entry minus the last applied one.",
+                vec![(String::new(), lag.to_string())],
+            );
+        }
+        family(
+            "mongomirror_spool_bytes",
+            "gauge",
+            "Bytes of the on-disk oplog spool.",
+            vec![(String::new(), s.spool_bytes.to_string())],
+        );
+        if let Some(at) = s.bookmark_saved {
+            family(
+                "mongomirror_bookmark_age_seconds",
+                "gauge",
+                "Seconds since the bookmark was last saved.",
+                vec![(String::new(), format!("{:.3}", at.elapsed().as_secs_f64()))],
+            );
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Binds the status server and serves it in the background; returns the bound address.
+pub async fn serve(host: &str, port: u16, status: Arc<Status>) -> Result<SocketAddr> {
+    let listener = TcpListener::bind((host, port)).await.map_err(|e| {
+        Failure::usage(format!("cannot serve status on {host}:{port}"))
+            .cause(e)
+            .hint("pick a free --httpStatusPort (0 picks one), or a local --httpStatusHost")
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::runtime("status server").cause(e))?;
+    info!("status server listening on http://{addr}/ (metrics at /metrics)");
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(respond(stream, status.clone()));
+                }
+                Err(e) => warn!("status server: {e}"),
+            }
+        }
+    });
+    Ok(addr)
+}
+
+async fn respond(mut stream: tokio::net::TcpStream, status: Arc<Status>) {
+    let mut buf = vec![0u8; MAX_REQUEST];
+    let mut len = 0;
+    while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf[len..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..len]);
+    let mut words = head.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (code, kind, body) = match (method, path.split('?').next().unwrap_or("")) {
+        ("GET", "/") => ("200 OK", "application/json", status.json().to_string()),
+        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", status.metrics()),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "not found: try / or /metrics\n".to_string(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET\n".to_string(),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {code}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape_follows_the_stage() {
+        let s = Status::default();
+        assert_eq!(s.json(), json!({ "stage": "initializing", "details": {} }));
+        s.set_stage(Stage::InitialSync, "copying documents");
+        s.update_namespace("db.c", |n| {
+            n.copied_bytes = 10;
+            n.total_bytes = 20;
+        });
+        s.set_positions(
+            Some(Timestamp {
+                time: 2,
+                increment: 1,
+            }),
+            None,
+            None,
+        );
+        let j = s.json();
+        assert_eq!(j["stage"], "initial sync");
+        assert_eq!(
+            j["details"]["db.c"],
+            json!({ "complete": false, "copiedBytes": 10, "totalBytes": 20, "createIndexes": 0 })
+        );
+        assert_eq!(j["details"]["currentTimestamp"], json!((2i64 << 32) | 1));
+        s.set_stage(Stage::OplogSync, "applying oplog entries");
+        s.set_lag(3);
+        s.set_error(&Failure::runtime("boom").hint("fix"));
+        let j = s.json();
+        assert!(j["details"].get("db.c").is_none());
+        assert_eq!(j["lagSeconds"], 3);
+        assert_eq!(j["errorMessage"], "Failed: boom   hint: fix");
+    }
+
+    #[test]
+    fn metrics_are_prometheus_text() {
+        let s = Status::default();
+        s.update_namespace("a.\"b", |n| n.copied_docs = 5);
+        s.set_lag(0);
+        s.bookmark_saved();
+        let text = s.metrics();
+        assert!(
+            text.contains("mongomirror_copied_documents_total{namespace=\"a.\\\"b\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mongomirror_applied_ops_total{kind=\"write\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE mongomirror_lag_seconds gauge\nmongomirror_lag_seconds 0\n"),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').unwrap();
+            value
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("bad sample {line}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_json_and_metrics_over_http() {
+        let status = Status::shared();
+        let addr = serve("127.0.0.1", 0, status.clone()).await.unwrap();
+        for (path, expect) in [
+            ("/", "\"stage\":\"initializing\""),
+            ("/metrics", "mongomirror_spool_bytes 0"),
+            ("/nope", "404"),
+        ] {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream
+                .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply).await.unwrap();
+            assert!(reply.contains(expect), "{path}: {reply}");
+        }
+    }
+}

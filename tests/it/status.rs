@@ -1,0 +1,155 @@
+//! The HTTP status endpoint: mongomirror's JSON at `/`, Prometheus text at `/metrics`, and an
+//! error that is reported there while the process keeps serving.
+
+use std::time::Duration;
+
+use mongodb::bson::{doc, Document};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{mongomirror, wait_until, Pair, Running};
+
+const LINE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The port from `status server listening on http://127.0.0.1:PORT/`.
+async fn status_port(mirror: &Running) -> u16 {
+    let line = mirror
+        .wait_for_line("status server listening on http://", LINE_TIMEOUT)
+        .await
+        .unwrap();
+    let after = line.split("http://").nth(1).unwrap();
+    let addr = after.split('/').next().unwrap();
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// `GET path`, returning (status line, body).
+async fn get(port: u16, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+async fn get_json(port: u16) -> serde_json::Value {
+    let (status, body) = get(port, "/").await;
+    assert!(status.contains("200"), "{status}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn oplog_sync_status_and_metrics() {
+    let pair = Pair::start().await;
+    let (src, _dst) = pair.clients().await;
+    src.database("app")
+        .collection::<Document>("c")
+        .insert_many((0..100).map(|i| doc! { "_id": i }))
+        .await
+        .unwrap();
+    let mirror = mongomirror()
+        .args([
+            "--host",
+            &pair.source.admin_uri(),
+            "--destination",
+            &pair.destination.admin_uri(),
+        ])
+        .args(["--httpStatusPort", "0"])
+        .spawn();
+    let port = status_port(&mirror).await;
+    mirror
+        .wait_for_line("Current lag from source:", LINE_TIMEOUT)
+        .await
+        .unwrap();
+    let json = get_json(port).await;
+    assert_eq!(json["stage"], "oplog sync", "{json}");
+    assert_eq!(json["phase"], "applying oplog entries", "{json}");
+    assert!(
+        json["details"]["currentTimestamp"].as_i64().unwrap() > 1 << 32,
+        "packed timestamp: {json}"
+    );
+    assert!(json["details"]["latestTimestamp"].is_i64(), "{json}");
+    assert!(json["lagSeconds"].is_u64(), "{json}");
+    assert!(json.get("errorMessage").is_none(), "{json}");
+
+    let (status, metrics) = get(port, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    let mut families = 0;
+    for line in metrics.lines() {
+        if line.starts_with("# TYPE ") {
+            families += 1;
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        assert!(name.starts_with("mongomirror_"), "{line}");
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+    }
+    assert!(families >= 4, "{metrics}");
+    assert!(metrics.contains("mongomirror_lag_seconds "), "{metrics}");
+    assert!(get(port, "/nothing").await.0.contains("404"));
+    mirror.send_sigint();
+    assert_eq!(mirror.wait(Duration::from_secs(15)).await.status, Some(0));
+}
+
+#[tokio::test]
+async fn an_error_is_reported_on_the_endpoint_and_the_process_keeps_serving() {
+    let pair = Pair::start().await;
+    let (src, dst) = pair.clients().await;
+    src.database("app")
+        .collection::<Document>("c")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .unwrap();
+    dst.database("app")
+        .collection::<Document>("c")
+        .insert_one(doc! { "_id": 2 })
+        .await
+        .unwrap();
+    let mirror = mongomirror()
+        .args([
+            "--host",
+            &pair.source.admin_uri(),
+            "--destination",
+            &pair.destination.admin_uri(),
+        ])
+        .args(["--httpStatusPort", "0"])
+        .spawn();
+    let port = status_port(&mirror).await;
+    mirror
+        .wait_for_line("the error is reported there", LINE_TIMEOUT)
+        .await
+        .unwrap();
+    let json = get_json(port).await;
+    assert_eq!(json["stage"], "initializing", "{json}");
+    let message = json["errorMessage"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{json}"));
+    assert!(
+        message.contains("preflight: the destination already holds namespaces to copy: app.c"),
+        "{json}"
+    );
+    // Still serving a moment later, until it is told to stop.
+    assert!(
+        !wait_until(
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+            async || mirror.has_exited()
+        )
+        .await
+    );
+    assert_eq!(get_json(port).await["errorMessage"], json["errorMessage"]);
+    mirror.send_signal("TERM");
+    let out = mirror.wait(Duration::from_secs(15)).await;
+    assert_eq!(out.status, Some(4), "{out}");
+}
