@@ -15,7 +15,7 @@ use mongodb::options::{ClusteredIndex, Collation, IndexOptions};
 use mongodb::{Client, IndexModel};
 
 use crate::support::{
-    assert_same_deployments, mongomirror, skip_on_real_deployment, Output, Pair, ServerOptions,
+    assert_same_deployments, skip_on_real_deployment, Output, Pair, ServerOptions,
 };
 
 /// Longest a copy of the test datasets may take.
@@ -28,20 +28,10 @@ const COMPLETED: &str = "initial sync completed";
 /// The largest document the server accepts (16 MiB).
 const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 
-/// The arguments that point mongomirror at a pair.
-fn endpoints(pair: &Pair) -> Vec<String> {
-    vec![
-        "--host".into(),
-        pair.source.admin_uri(),
-        "--destination".into(),
-        pair.destination.admin_uri(),
-    ]
-}
-
 /// Runs mongomirror until its initial sync completes, then stops it (a later build keeps
 /// tailing the oplog); returns everything it printed.
 async fn initial_sync(pair: &Pair, extra: &[&str]) -> Output {
-    let running = mongomirror().args(endpoints(pair)).args(extra).spawn();
+    let running = pair.mongomirror().args(extra).spawn();
     if let Err(e) = running.wait_for_line(COMPLETED, COPY_TIMEOUT).await {
         panic!("no '{COMPLETED}' line: {e}\n{}", running.output_so_far());
     }
@@ -55,11 +45,7 @@ async fn initial_sync(pair: &Pair, extra: &[&str]) -> Output {
 
 /// Runs mongomirror to its end.
 async fn run_to_end(pair: &Pair, extra: &[&str]) -> Output {
-    mongomirror()
-        .args(endpoints(pair))
-        .args(extra)
-        .run(QUICK)
-        .await
+    pair.mongomirror().args(extra).run(QUICK).await
 }
 
 /// A document with every BSON type the server stores, in a fixed field order.

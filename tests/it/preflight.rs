@@ -12,16 +12,7 @@ use crate::support::{mongomirror, skip_on_real_deployment, Output, Pair, ServerO
 const DEADLINE: Duration = Duration::from_secs(90);
 
 async fn run(pair: &Pair, extra: &[&str]) -> Output {
-    mongomirror()
-        .args([
-            "--host",
-            &pair.source.admin_uri(),
-            "--destination",
-            &pair.destination.admin_uri(),
-        ])
-        .args(extra)
-        .run(DEADLINE)
-        .await
+    pair.mongomirror().args(extra).run(DEADLINE).await
 }
 
 async fn add_ttl_index(src: &Client) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use mongodb::bson::{doc, Document};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{mongomirror, wait_until, Pair, Running};
+use crate::support::{wait_until, Pair, Running};
 
 const LINE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -51,15 +51,7 @@ async fn oplog_sync_status_and_metrics() {
         .insert_many((0..100).map(|i| doc! { "_id": i }))
         .await
         .unwrap();
-    let mirror = mongomirror()
-        .args([
-            "--host",
-            &pair.source.admin_uri(),
-            "--destination",
-            &pair.destination.admin_uri(),
-        ])
-        .args(["--httpStatusPort", "0"])
-        .spawn();
+    let mirror = pair.mongomirror().args(["--httpStatusPort", "0"]).spawn();
     let port = status_port(&mirror).await;
     mirror
         .wait_for_line("Current lag from source:", LINE_TIMEOUT)
@@ -116,15 +108,7 @@ async fn an_error_is_reported_on_the_endpoint_and_the_process_keeps_serving() {
         .insert_one(doc! { "_id": 2 })
         .await
         .unwrap();
-    let mirror = mongomirror()
-        .args([
-            "--host",
-            &pair.source.admin_uri(),
-            "--destination",
-            &pair.destination.admin_uri(),
-        ])
-        .args(["--httpStatusPort", "0"])
-        .spawn();
+    let mirror = pair.mongomirror().args(["--httpStatusPort", "0"]).spawn();
     let port = status_port(&mirror).await;
     mirror
         .wait_for_line("the error is reported there", LINE_TIMEOUT)

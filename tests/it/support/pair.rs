@@ -54,6 +54,17 @@ impl Pair {
         }
     }
 
+    /// `mongomirror --host <source> --destination <destination>` between this pair, with full
+    /// privileges on both sides; add the scenario's own flags.
+    pub fn mongomirror(&self) -> super::ProcessBuilder {
+        super::mongomirror().args([
+            "--host",
+            &self.source.admin_uri(),
+            "--destination",
+            &self.destination.admin_uri(),
+        ])
+    }
+
     /// Privileged clients for (source, destination).
     pub async fn clients(&self) -> (Client, Client) {
         (self.source.client().await, self.destination.client().await)
