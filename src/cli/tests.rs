@@ -378,37 +378,55 @@ fn flag_help_and_version_print() {
     }
 }
 
-/// Flags the build cannot honour fail with an error that names the flag.
-#[test]
-fn unsupported_flags_are_refused_by_name() {
-    for (extra, flag) in [
-        (&["--preserveUUIDs"][..], "--preserveUUIDs"),
-        (
-            &["--gssapiServiceName", "mongodb"][..],
-            "--gssapiServiceName",
-        ),
-        (&["--gssapiHostName", "h"][..], "--gssapiHostName"),
-        (&["--awsSessionToken", "t"][..], "--awsSessionToken"),
-        (&["--sslCRLFile", "crl.pem"][..], "--sslCRLFile"),
-        (
-            &["--username", "u", "--authenticationMechanism", "GSSAPI"][..],
-            "--authenticationMechanism",
-        ),
-        (
-            &[
-                "--destinationUsername",
-                "u",
-                "--destinationAuthenticationMechanism",
-                "MONGODB-IAM",
-            ][..],
-            "--destinationAuthenticationMechanism",
-        ),
-    ] {
-        let f = parse_err_extra(extra);
-        assert_eq!(f.exit, ExitCode::Usage);
-        assert!(f.message.contains(flag), "{extra:?}: {}", f.message);
-    }
+/// A test that a flag the build cannot honour fails with a usage error naming it.
+macro_rules! refused_test {
+    ($name:ident, [$($arg:expr),*], $flag:expr) => {
+        #[test]
+        fn $name() {
+            let f = parse_err_extra(&[$($arg),*]);
+            assert_eq!(f.exit, ExitCode::Usage);
+            assert!(f.message.contains($flag), "{}", f.message);
+            assert!(f.hint.is_some());
+        }
+    };
 }
+
+refused_test!(flag_preserve_uuids, ["--preserveUUIDs"], "--preserveUUIDs");
+refused_test!(
+    flag_gssapi_service_name,
+    ["--gssapiServiceName", "mongodb"],
+    "--gssapiServiceName"
+);
+refused_test!(
+    flag_gssapi_host_name,
+    ["--gssapiHostName", "h"],
+    "--gssapiHostName"
+);
+refused_test!(
+    flag_aws_session_token,
+    ["--awsSessionToken", "t"],
+    "--awsSessionToken"
+);
+refused_test!(
+    flag_ssl_crl_file,
+    ["--sslCRLFile", "crl.pem"],
+    "--sslCRLFile"
+);
+refused_test!(
+    flag_gssapi_mechanism,
+    ["--username", "u", "--authenticationMechanism", "GSSAPI"],
+    "--authenticationMechanism"
+);
+refused_test!(
+    flag_iam_mechanism_on_the_destination,
+    [
+        "--destinationUsername",
+        "u",
+        "--destinationAuthenticationMechanism",
+        "MONGODB-IAM"
+    ],
+    "--destinationAuthenticationMechanism"
+);
 
 #[test]
 fn bad_inputs_fail_with_usage_code_and_hint() {

@@ -190,3 +190,46 @@ async fn an_untrusted_bookmark_is_an_error_never_a_resync() {
     }
     assert_untouched(&dst).await;
 }
+
+#[tokio::test]
+async fn force_dump_starts_over_even_with_a_bookmark() {
+    let pair = Pair::start().await;
+    let (src, dst) = pair.clients().await;
+    seed(&src).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bookmark = dir.path().join("mongomirror.bookmark");
+    let mirror = start_mirror(&pair, &bookmark, &[]);
+    mirror.wait_for_line(CAUGHT_UP, LINE_TIMEOUT).await.unwrap();
+    mirror.send_sigint();
+    assert_eq!(mirror.wait(Duration::from_secs(15)).await.status, Some(0));
+    assert_eq!(bookmark_json(&bookmark)["phase"], "oplogSync");
+
+    // --forceDump ignores the bookmark: a full initial sync, which the copied data now blocks...
+    let out = start_mirror(&pair, &bookmark, &["--forceDump"])
+        .wait(LINE_TIMEOUT)
+        .await;
+    out.assert_failed(
+        4,
+        "the destination already holds namespaces to copy",
+        "--drop",
+    );
+    assert!(
+        out.stderr.contains("--forceDump: ignoring any bookmark"),
+        "{out}"
+    );
+    // ...unless --drop empties exactly those namespaces first.
+    dst.database("app")
+        .collection::<Document>("users")
+        .delete_many(doc! {})
+        .await
+        .unwrap();
+    let mirror = start_mirror(&pair, &bookmark, &["--forceDump", "--drop"]);
+    mirror
+        .wait_for_line("initial sync completed", LINE_TIMEOUT)
+        .await
+        .unwrap();
+    mirror.wait_for_line(CAUGHT_UP, LINE_TIMEOUT).await.unwrap();
+    await_same_deployments(&src, &dst, Duration::from_secs(30)).await;
+    mirror.send_sigint();
+    assert_eq!(mirror.wait(Duration::from_secs(15)).await.status, Some(0));
+}
