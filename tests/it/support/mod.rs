@@ -67,3 +67,16 @@ pub async fn wait_until(
         tokio::time::sleep_until(deadline.min(now + poll_interval)).await;
     }
 }
+
+/// The server's `(major, minor)` release from `buildInfo`, for scenarios whose features need a
+/// newer server than the oldest one the real-deployment workflow runs (4.4).
+pub async fn server_release(client: &mongodb::Client) -> (u32, u32) {
+    let info = client
+        .database("admin")
+        .run_command(mongodb::bson::doc! { "buildInfo": 1 })
+        .await
+        .unwrap_or_else(|e| panic!("buildInfo: {e}"));
+    let version = info.get_str("version").unwrap_or("0.0");
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}

@@ -72,7 +72,7 @@ impl Pair {
 }
 
 /// Drops every database except admin, local and config.
-async fn drop_user_databases(server: &TestServer) {
+pub(crate) async fn drop_user_databases(server: &TestServer) {
     let client = server.client().await;
     let names = client
         .list_database_names()

@@ -189,8 +189,20 @@ enum Backend {
 
 impl TestServer {
     /// Starts a server (waits for a free slot first; provisions SecantusDB
-    /// on first use — both block the calling thread).
+    /// on first use — both block the calling thread). Against real
+    /// deployments it is the destination deployment, emptied of user
+    /// databases, and it holds every slot so that scenarios stay serial.
     pub async fn start(options: ServerOptions) -> TestServer {
+        if let Some(real) = super::real::real_deployment() {
+            assert!(
+                options == ServerOptions::default(),
+                "special server options cannot be honoured by real deployments; \
+                 start the test with `if skip_on_real_deployment(..) {{ return; }}`"
+            );
+            let server = TestServer::external(real.destination_uri.clone(), slots::acquire(2));
+            super::pair::drop_user_databases(&server).await;
+            return server;
+        }
         let permit = slots::acquire(1);
         Self::launch(options, permit).await
     }
