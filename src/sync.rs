@@ -258,7 +258,7 @@ async fn report_lag(
         let lag = newest.map_or(0, |n| lag_seconds(n, applied));
         info!("Current lag from source: {lag}s");
         status.set_lag(lag);
-        status.set_positions(Some(applied), newest, read.get());
+        status.set_positions(Some(applied), newest, read.last_write());
         let s = spool.stats();
         status.set_spool_bytes(s.disk_bytes);
         if s.disk_entries > 0 {

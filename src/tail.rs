@@ -60,18 +60,34 @@ pub async fn check_position(client: &Client, position: Timestamp) -> Result<()> 
     Ok(())
 }
 
-/// The newest entry the reader has pushed, shared with the lag reporter.
+/// What the reader has seen, shared with the lag reporter and the status endpoint.
 #[derive(Clone, Default)]
-pub struct ReadPosition(Arc<Mutex<Option<Timestamp>>>);
+pub struct ReadPosition(Arc<Mutex<Seen>>);
+
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    last: Option<Timestamp>,
+    last_write: Option<Timestamp>,
+}
 
 impl ReadPosition {
     /// The last entry read, if any.
     pub fn get(&self) -> Option<Timestamp> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).last
     }
 
-    fn set(&self, ts: Timestamp) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(ts);
+    /// The last entry read that is not a no-op: the source's last real write, which tells an
+    /// operator at cutover that the application has stopped writing.
+    pub fn last_write(&self) -> Option<Timestamp> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).last_write
+    }
+
+    fn set(&self, ts: Timestamp, noop: bool) {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.last = Some(ts);
+        if !noop {
+            seen.last_write = Some(ts);
+        }
     }
 }
 
@@ -157,9 +173,10 @@ async fn read(
                     let ts = doc.get_timestamp("ts").map_err(|e| {
                         Failure::runtime("a source oplog entry has no valid ts").cause(e)
                     })?;
+                    let noop = doc.get_str("op") == Ok("n");
                     tokio::task::block_in_place(|| spool.push(doc))?;
                     last = ts;
-                    position.set(ts);
+                    position.set(ts, noop);
                 }
                 continue;
             }

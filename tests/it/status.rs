@@ -65,6 +65,10 @@ async fn oplog_sync_status_and_metrics() {
         "packed timestamp: {json}"
     );
     assert!(json["details"]["latestTimestamp"].is_i64(), "{json}");
+    assert!(
+        json["details"]["lastWriteOnSourceTimestamp"].is_i64(),
+        "{json}"
+    );
     assert!(json["lagSeconds"].is_u64(), "{json}");
     assert!(json.get("errorMessage").is_none(), "{json}");
 
