@@ -126,25 +126,26 @@ impl Spool {
     }
 
     fn write(&self, inner: &mut Inner, entry: &RawDocumentBuf) -> Result<()> {
-        if inner.writer.is_none() {
-            let path = self.dir.join(format!(
-                "{SEGMENT_PREFIX}{:08}{SEGMENT_SUFFIX}",
-                inner.next_segment
-            ));
-            inner.next_segment += 1;
-            let file = File::create(&path)
-                .map_err(io_failure(format!("cannot create {}", path.display())))?;
-            let encoder = Encoder::new(BufWriter::new(file), ZSTD_LEVEL)
-                .map_err(io_failure(format!("cannot compress {}", path.display())))?;
-            inner.writer = Some(Writer {
-                path,
-                encoder,
-                bytes: 0,
-            });
-        }
-        let Some(w) = inner.writer.as_mut() else {
-            unreachable!("writer was just created")
+        let w = match inner.writer.take() {
+            Some(w) => w,
+            None => {
+                let path = self.dir.join(format!(
+                    "{SEGMENT_PREFIX}{:08}{SEGMENT_SUFFIX}",
+                    inner.next_segment
+                ));
+                inner.next_segment += 1;
+                let file = File::create(&path)
+                    .map_err(io_failure(format!("cannot create {}", path.display())))?;
+                let encoder = Encoder::new(BufWriter::new(file), ZSTD_LEVEL)
+                    .map_err(io_failure(format!("cannot compress {}", path.display())))?;
+                Writer {
+                    path,
+                    encoder,
+                    bytes: 0,
+                }
+            }
         };
+        let w = inner.writer.insert(w);
         w.encoder
             .write_all(entry.as_bytes())
             .map_err(io_failure(format!("cannot write {}", w.path.display())))?;
@@ -209,24 +210,25 @@ impl Spool {
     /// the disk backlog is empty, and the spool returns to memory.
     fn read_disk(inner: &mut Inner) -> Result<Option<RawDocumentBuf>> {
         loop {
-            if inner.reader.is_none() {
-                if inner.sealed.is_empty() {
-                    Self::seal(inner)?;
+            let r = match inner.reader.take() {
+                Some(r) => r,
+                None => {
+                    if inner.sealed.is_empty() {
+                        Self::seal(inner)?;
+                    }
+                    let Some(path) = inner.sealed.pop_front() else {
+                        inner.spilling = false;
+                        inner.disk_bytes = 0;
+                        return Ok(None);
+                    };
+                    let file = File::open(&path)
+                        .map_err(io_failure(format!("cannot open {}", path.display())))?;
+                    let decoder = Decoder::new(file)
+                        .map_err(io_failure(format!("cannot decompress {}", path.display())))?;
+                    Reader { path, decoder }
                 }
-                let Some(path) = inner.sealed.pop_front() else {
-                    inner.spilling = false;
-                    inner.disk_bytes = 0;
-                    return Ok(None);
-                };
-                let file = File::open(&path)
-                    .map_err(io_failure(format!("cannot open {}", path.display())))?;
-                let decoder = Decoder::new(file)
-                    .map_err(io_failure(format!("cannot decompress {}", path.display())))?;
-                inner.reader = Some(Reader { path, decoder });
-            }
-            let Some(r) = inner.reader.as_mut() else {
-                unreachable!("reader was just opened")
             };
+            let r = inner.reader.insert(r);
             match read_document(&mut r.decoder)
                 .map_err(io_failure(format!("cannot read {}", r.path.display())))?
             {
