@@ -101,5 +101,8 @@ async fn replace_duplicates(
 }
 
 fn insert_failed(ns: &Namespace) -> Failure {
-    Failure::runtime(format!("cannot insert into {ns} on the destination"))
+    Failure::runtime(format!("cannot insert into {ns} on the destination")).hint(
+        "the cause is the destination's answer: check its logs, free space and the destination \
+         user's insert privilege; an interrupted initial sync restarts with --drop",
+    )
 }

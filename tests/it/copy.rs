@@ -756,3 +756,35 @@ async fn transient_errors_start_a_range_over() {
     assert!(out.stderr.contains("flaky.c  10000/10000"), "{out}");
     assert_same_deployments(&source, &destination).await;
 }
+
+#[tokio::test]
+async fn a_write_the_destination_refuses_for_good_exits_1() {
+    if skip_on_real_deployment("arms fail points") {
+        return;
+    }
+    let pair = Pair::start_with(
+        ServerOptions::default(),
+        ServerOptions::default().with_test_commands(),
+    )
+    .await;
+    let (source, destination) = pair.clients().await;
+    insert(
+        &source,
+        "doomed",
+        "c",
+        (0..100).map(|i| doc! { "_id": i }).collect(),
+    )
+    .await;
+    // BadValue is not transient: the run must stop with the runtime exit code, not retry forever.
+    destination
+        .database("admin")
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": "alwaysOn",
+            "data": { "failCommands": ["insert"], "errorCode": 2 },
+        })
+        .await
+        .unwrap();
+    let out = run_to_end(&pair, &[]).await;
+    out.assert_failed(1, "doomed.c", "");
+}
