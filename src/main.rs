@@ -34,16 +34,23 @@ fn run(options: cli::Options) -> i32 {
             return ExitCode::Runtime.code();
         }
     };
-    match runtime.block_on(mongomirror::run(options)) {
+    let code = match runtime.block_on(mongomirror::run(options)) {
         Ok(()) => ExitCode::Success.code(),
         Err(failure) => {
             logging::print_always(&failure.lines());
             failure.exit.code()
         }
-    }
+    };
+    // Exit with the runtime still up: everything that matters (bookmark, last batch) is already
+    // durable, and tearing down the driver's background tasks can only add noise.
+    std::process::exit(code);
 }
 
 /// A bug must still end in one `Failed:` line, with no backtrace and no secrets.
+///
+/// Only a panic of the main thread ends the process here. A panic inside a task is caught by
+/// the runtime and comes back as an error of that task, which the stage reports itself; the hook
+/// only logs where it happened.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let what = info
@@ -56,6 +63,12 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
+        if std::thread::current().name() != Some("main") {
+            logging::print_always(&[format!(
+                "internal error in a background task: {what}{place}"
+            )]);
+            return;
+        }
         logging::print_always(&[
             format!("Failed: internal error: {what}{place}"),
             "  hint: this is a bug in mongomirror-rs; please report it with the log above"
