@@ -3,7 +3,7 @@
 //! without copying again. A bookmark the source oplog no longer holds, or one that cannot be
 //! trusted, stops the run instead of resyncing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
@@ -74,6 +74,30 @@ async fn assert_untouched(dst: &Client) {
     );
 }
 
+/// A scenario: a pair whose source holds the seed data, and a bookmark path in a fresh directory.
+struct Scenario {
+    pair: Pair,
+    src: Client,
+    dst: Client,
+    bookmark: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn scenario() -> Scenario {
+    let pair = Pair::start().await;
+    let (src, dst) = pair.clients().await;
+    seed(&src).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bookmark = dir.path().join("mongomirror.bookmark");
+    Scenario {
+        pair,
+        src,
+        dst,
+        bookmark,
+        _dir: dir,
+    }
+}
+
 fn bookmark_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -89,11 +113,13 @@ async fn set_name(client: &Client) -> String {
 
 #[tokio::test]
 async fn live_writes_arrive_a_stop_saves_the_bookmark_and_a_restart_resumes() {
-    let pair = Pair::start().await;
-    let (src, dst) = pair.clients().await;
-    seed(&src).await;
-    let dir = tempfile::tempdir().unwrap();
-    let bookmark = dir.path().join("mongomirror.bookmark");
+    let Scenario {
+        pair,
+        src,
+        dst,
+        bookmark,
+        _dir,
+    } = scenario().await;
 
     let mirror = start_mirror(&pair, &bookmark, &[]);
     // Writes that race the copy land in the spool and are replayed after it.
@@ -146,11 +172,13 @@ async fn live_writes_arrive_a_stop_saves_the_bookmark_and_a_restart_resumes() {
 
 #[tokio::test]
 async fn a_bookmark_the_oplog_no_longer_holds_stops_with_exit_code_5() {
-    let pair = Pair::start().await;
-    let (src, dst) = pair.clients().await;
-    seed(&src).await;
-    let dir = tempfile::tempdir().unwrap();
-    let bookmark = dir.path().join("mongomirror.bookmark");
+    let Scenario {
+        pair,
+        src,
+        dst,
+        bookmark,
+        _dir,
+    } = scenario().await;
     let stale = serde_json::json!({
         "version": 1, "sourceSetName": set_name(&src).await, "phase": "oplogSync",
         "ts": { "t": 1, "i": 1 }, "writtenBy": "test", "savedAt": "2026-01-01T00:00:00.000Z"
@@ -169,11 +197,13 @@ async fn a_bookmark_the_oplog_no_longer_holds_stops_with_exit_code_5() {
 
 #[tokio::test]
 async fn an_untrusted_bookmark_is_an_error_never_a_resync() {
-    let pair = Pair::start().await;
-    let (src, dst) = pair.clients().await;
-    seed(&src).await;
-    let dir = tempfile::tempdir().unwrap();
-    let bookmark = dir.path().join("mongomirror.bookmark");
+    let Scenario {
+        pair,
+        src: _,
+        dst,
+        bookmark,
+        _dir,
+    } = scenario().await;
     for (text, cause) in [
         ("{\"version\": 1, \"phase\": ", "not valid JSON"),
         ("{\"version\": 7}", "format version 7"),
@@ -193,11 +223,13 @@ async fn an_untrusted_bookmark_is_an_error_never_a_resync() {
 
 #[tokio::test]
 async fn force_dump_starts_over_even_with_a_bookmark() {
-    let pair = Pair::start().await;
-    let (src, dst) = pair.clients().await;
-    seed(&src).await;
-    let dir = tempfile::tempdir().unwrap();
-    let bookmark = dir.path().join("mongomirror.bookmark");
+    let Scenario {
+        pair,
+        src,
+        dst,
+        bookmark,
+        _dir,
+    } = scenario().await;
     let mirror = start_mirror(&pair, &bookmark, &[]);
     mirror.wait_for_line(CAUGHT_UP, LINE_TIMEOUT).await.unwrap();
     mirror.send_sigint();
