@@ -165,6 +165,10 @@ impl OplogSync {
     ) -> Result<()> {
         let mut reader_done = false;
         loop {
+            // A stop ends replay at a batch boundary, however long the spooled backlog.
+            if self.shutdown.requested() {
+                return Ok(());
+            }
             let batch = tokio::select! {
                 batch = self.spool.next_batch(batch_entries, MAX_BATCH_BYTES, self.shutdown.wait()) => batch?,
                 joined = &mut self.reader, if !reader_done => {
