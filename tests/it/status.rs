@@ -141,3 +141,48 @@ async fn an_error_is_reported_on_the_endpoint_and_the_process_keeps_serving() {
     let out = mirror.wait(Duration::from_secs(15)).await;
     assert_eq!(out.status, Some(4), "{out}");
 }
+
+#[tokio::test]
+async fn initial_sync_status_lists_each_namespace() {
+    if crate::support::skip_on_real_deployment("arms fail points") {
+        return;
+    }
+    let pair = Pair::start_with(
+        crate::support::ServerOptions::default(),
+        crate::support::ServerOptions::default().with_test_commands(),
+    )
+    .await;
+    let (src, dst) = pair.clients().await;
+    src.database("app")
+        .collection::<Document>("slow")
+        .insert_many((0..100).map(|i| doc! { "_id": i }))
+        .await
+        .unwrap();
+    // Hold the copy's first insert for a while, so the status is read mid-copy.
+    dst.database("admin")
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": { "times": 1 },
+            "data": { "failCommands": ["insert"], "blockConnection": true, "blockTimeMS": 4000 },
+        })
+        .await
+        .unwrap();
+    let mirror = pair.mongomirror().args(["--httpStatusPort", "0"]).spawn();
+    let port = status_port(&mirror).await;
+    mirror
+        .wait_for_line("copying app.slow", LINE_TIMEOUT)
+        .await
+        .unwrap();
+    let json = get_json(port).await;
+    assert_eq!(json["stage"], "initial sync", "{json}");
+    let ns = &json["details"]["app.slow"];
+    assert_eq!(ns["complete"], false, "{json}");
+    assert!(ns["totalBytes"].as_u64().unwrap() > 0, "{json}");
+    assert!(ns["copiedBytes"].is_u64(), "{json}");
+    mirror
+        .wait_for_line("initial sync completed", LINE_TIMEOUT)
+        .await
+        .unwrap();
+    mirror.send_sigint();
+    assert_eq!(mirror.wait(Duration::from_secs(15)).await.status, Some(0));
+}
