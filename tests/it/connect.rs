@@ -20,12 +20,21 @@ fn seed_list(server: &TestServer) -> String {
 
 /// Runs `--preflightOnly` between the pair with extra flags.
 async fn preflight(pair: &Pair, extra: &[&str]) -> Output {
+    preflight_from(&seed_list(&pair.source), &pair.destination.uri(), extra).await
+}
+
+/// Runs `--preflightOnly` from `host` to `destination` with extra flags.
+async fn preflight_from<S: AsRef<std::ffi::OsStr>>(
+    host: &str,
+    destination: &str,
+    extra: &[S],
+) -> Output {
     mongomirror()
         .args([
             "--host",
-            &seed_list(&pair.source),
+            host,
             "--destination",
-            &pair.destination.uri(),
+            destination,
             "--preflightOnly",
         ])
         .args(extra)
@@ -56,17 +65,7 @@ async fn plain_connection_in_every_address_form() {
         return;
     }
     for host in [pair.source.host_port(), pair.source.uri()] {
-        let out = mongomirror()
-            .args([
-                "--host",
-                &host,
-                "--destination",
-                &pair.destination.host_port(),
-                "--preflightOnly",
-            ])
-            .run(DEADLINE)
-            .await;
-        assert_connected(&out);
+        assert_connected(&preflight_from::<&str>(&host, &pair.destination.host_port(), &[]).await);
     }
 }
 
@@ -222,13 +221,7 @@ async fn tls_with_a_ca_file_with_invalid_certificates_allowed_and_without_a_ca()
     let run = |extra: Vec<String>| {
         let host = host.clone();
         let dest = pair.destination.uri();
-        async move {
-            mongomirror()
-                .args(["--host", &host, "--destination", &dest, "--preflightOnly"])
-                .args(extra)
-                .run(DEADLINE)
-                .await
-        }
+        async move { preflight_from(&host, &dest, &extra).await }
     };
     assert_connected(&run(vec!["--ssl".into(), "--sslCAFile".into(), ca.clone()]).await);
     assert_connected(&run(vec!["--ssl".into(), "--sslAllowInvalidCertificates".into()]).await);
@@ -252,23 +245,18 @@ async fn mutual_tls_with_a_client_certificate() {
     .await;
     let files = pair.source.tls_files().expect("TLS files");
     let host = format!("secantus/localhost:{}", pair.source.port());
-    let out = mongomirror()
-        .args([
-            "--host",
-            &host,
-            "--destination",
-            &pair.destination.uri(),
-            "--preflightOnly",
+    let out = preflight_from(
+        &host,
+        &pair.destination.uri(),
+        &[
             "--ssl",
-        ])
-        .args([
             "--sslCAFile",
             files.ca_file.to_str().unwrap(),
             "--sslPEMKeyFile",
             files.client_pem_file.to_str().unwrap(),
-        ])
-        .run(DEADLINE)
-        .await;
+        ],
+    )
+    .await;
     assert_connected(&out);
 }
 
@@ -287,16 +275,7 @@ async fn a_standalone_source_is_refused_with_a_hint_to_convert_it() {
         pair.source.host_port(),
         format!("rs0/{}", pair.source.host_port()),
     ] {
-        let out = mongomirror()
-            .args([
-                "--host",
-                &host,
-                "--destination",
-                &pair.destination.uri(),
-                "--preflightOnly",
-            ])
-            .run(DEADLINE)
-            .await;
+        let out = preflight_from::<&str>(&host, &pair.destination.uri(), &[]).await;
         out.assert_failed(4, "Source appears to be a standalone", "rs.initiate()");
     }
 }
@@ -307,16 +286,8 @@ async fn a_wrong_replica_set_name_is_diagnosed() {
         return;
     }
     let pair = Pair::start().await;
-    let out = mongomirror()
-        .args([
-            "--host",
-            &format!("wrongset/{}", pair.source.host_port()),
-            "--destination",
-            &pair.destination.uri(),
-        ])
-        .arg("--preflightOnly")
-        .run(DEADLINE)
-        .await;
+    let host = format!("wrongset/{}", pair.source.host_port());
+    let out = preflight_from::<&str>(&host, &pair.destination.uri(), &[]).await;
     out.assert_failed(
         3,
         "belongs to replica set 'secantus', not 'wrongset'",

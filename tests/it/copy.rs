@@ -562,34 +562,12 @@ async fn a_destination_holding_data_is_refused_without_drop() {
 async fn drop_replaces_exactly_the_namespaces_copied() {
     let pair = Pair::start().await;
     let (source, destination) = pair.clients().await;
-    insert(
-        &source,
-        "app",
-        "taken",
-        vec![doc! { "_id": 1, "from": "source" }],
-    )
-    .await;
-    insert(
-        &source,
-        "app",
-        "skipped",
-        vec![doc! { "_id": 1, "from": "source" }],
-    )
-    .await;
-    insert(
-        &destination,
-        "app",
-        "taken",
-        vec![doc! { "_id": 2, "from": "destination" }],
-    )
-    .await;
-    insert(
-        &destination,
-        "app",
-        "skipped",
-        vec![doc! { "_id": 2, "from": "destination" }],
-    )
-    .await;
+    // Both sides hold app.taken and app.skipped, with different documents.
+    for (side, id, from) in [(&source, 1, "source"), (&destination, 2, "destination")] {
+        for coll in ["taken", "skipped"] {
+            insert(side, "app", coll, vec![doc! { "_id": id, "from": from }]).await;
+        }
+    }
     insert(&destination, "app", "only_here", vec![doc! { "_id": 3 }]).await;
     insert(&destination, "other", "kept", vec![doc! { "_id": 4 }]).await;
 

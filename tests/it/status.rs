@@ -21,6 +21,13 @@ async fn status_port(mirror: &Running) -> u16 {
     addr.rsplit(':').next().unwrap().parse().unwrap()
 }
 
+/// Starts mongomirror between the pair with a status server on a free port.
+async fn start_with_status(pair: &Pair) -> (Running, u16) {
+    let mirror = pair.mongomirror().args(["--httpStatusPort", "0"]).spawn();
+    let port = status_port(&mirror).await;
+    (mirror, port)
+}
+
 /// `GET path`, returning (status line, body).
 async fn get(port: u16, path: &str) -> (String, String) {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -51,8 +58,7 @@ async fn oplog_sync_status_and_metrics() {
         .insert_many((0..100).map(|i| doc! { "_id": i }))
         .await
         .unwrap();
-    let mirror = pair.mongomirror().args(["--httpStatusPort", "0"]).spawn();
-    let port = status_port(&mirror).await;
+    let (mirror, port) = start_with_status(&pair).await;
     mirror
         .wait_for_line("Current lag from source:", LINE_TIMEOUT)
         .await
@@ -112,8 +118,7 @@ async fn an_error_is_reported_on_the_endpoint_and_the_process_keeps_serving() {
         .insert_one(doc! { "_id": 2 })
         .await
         .unwrap();
-    let mirror = pair.mongomirror().args(["--httpStatusPort", "0"]).spawn();
-    let port = status_port(&mirror).await;
+    let (mirror, port) = start_with_status(&pair).await;
     mirror
         .wait_for_line("the error is reported there", LINE_TIMEOUT)
         .await
@@ -167,8 +172,7 @@ async fn initial_sync_status_lists_each_namespace() {
         })
         .await
         .unwrap();
-    let mirror = pair.mongomirror().args(["--httpStatusPort", "0"]).spawn();
-    let port = status_port(&mirror).await;
+    let (mirror, port) = start_with_status(&pair).await;
     mirror
         .wait_for_line("copying app.slow", LINE_TIMEOUT)
         .await
