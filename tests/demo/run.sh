@@ -22,4 +22,5 @@ fi
 
 echo "== building mongomirror (release)"
 cargo build --release --locked --quiet
-exec "$venv/bin/python3" "$root/tests/demo/demo.py" "$target/release/mongomirror" "$venv/bin/secantusd-py"
+# Servers start through the harness launcher, which fixes the test server's tailable oplog cursor.
+exec "$venv/bin/python3" "$root/tests/demo/demo.py" "$target/release/mongomirror" "$root/tests/secantus/launch.py"

@@ -199,3 +199,96 @@ async fn process_runner_captures_waits_and_signals() {
         .unwrap_err();
     assert!(error.message.contains("exited with code 0"), "{error}");
 }
+
+/// Documents written before the cursors open, so that each cursor's initial query scans long
+/// enough for the writer to commit entries while it runs.
+const OPLOG_PREFILL: i64 = 10_000;
+/// Cursors opened per server.
+const CURSOR_OPENS: usize = 6;
+
+/// Opens [`CURSOR_OPENS`] tailable cursors on the oplog, one after another, while a writer
+/// inserts numbered documents; returns how many of them skipped some of the writer's entries.
+async fn cursors_that_lose_entries(server: &TestServer) -> usize {
+    let client = server.client().await;
+    let coll = client.database(DB).collection::<Document>("tail");
+    let prefill: Vec<Document> = (0..OPLOG_PREFILL)
+        .map(|i| doc! { "_id": -1 - i, "prefill": true })
+        .collect();
+    coll.insert_many(prefill).await.unwrap();
+    let start = client
+        .database("local")
+        .collection::<Document>("oplog.rs")
+        .find_one(doc! { "ns": format!("{DB}.tail") })
+        .await
+        .unwrap()
+        .and_then(|e| e.get_timestamp("ts").ok())
+        .expect("the prefill is in the oplog");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let writer = tokio::spawn({
+        let (coll, stop, written) = (coll.clone(), stop.clone(), written.clone());
+        async move {
+            let mut n = 0_i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                coll.insert_one(doc! { "_id": n }).await.unwrap();
+                n += 1;
+                written.store(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let filter = doc! { "ts": { "$gte": start }, "ns": format!("{DB}.tail"), "op": "i", "o._id": { "$gte": 0 } };
+    let mut lossy = 0;
+    for _ in 0..CURSOR_OPENS {
+        // Read until the entries written after the cursor opened have arrived.
+        let target = written.load(std::sync::atomic::Ordering::Relaxed) + 100;
+        let mut cursor = client
+            .database("local")
+            .collection::<Document>("oplog.rs")
+            .find(filter.clone())
+            .cursor_type(mongodb::options::CursorType::TailableAwait)
+            .max_await_time(Duration::from_millis(200))
+            .await
+            .unwrap();
+        let mut expected = 0_i64;
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while expected < target {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the cursor stalled at {expected} of {target}"
+            );
+            let Some(entry) = cursor.try_next().await.unwrap() else {
+                break;
+            };
+            let id = entry.get_document("o").unwrap().get_i64("_id").unwrap();
+            if id != expected {
+                lossy += 1;
+                break;
+            }
+            expected += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    lossy
+}
+
+/// SecantusDB 0.7.0b3's tailable oplog cursor loses the entries committed while its initial
+/// query runs; the harness starts every server through a launcher that closes that window
+/// (tests/secantus/launch.py). Cursors opened again and again under a concurrent writer read
+/// every entry on the harness's server, and the same check catches the loss on the server as
+/// published (a real mongod has no such window and is checked like the harness's server).
+#[tokio::test]
+async fn tailable_oplog_cursors_lose_nothing() {
+    let fixed = TestServer::start(ServerOptions::default()).await;
+    assert_eq!(cursors_that_lose_entries(&fixed).await, 0);
+    drop(fixed);
+    if skip_on_real_deployment("the unpatched SecantusDB is a harness server") {
+        return;
+    }
+    let unfixed = TestServer::start(ServerOptions::default().with_unfixed_oplog_cursor()).await;
+    assert!(
+        cursors_that_lose_entries(&unfixed).await > 0,
+        "the unpatched server lost nothing: the self-test cannot tell the fix works"
+    );
+}

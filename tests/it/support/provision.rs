@@ -18,10 +18,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The pip requirement installed into the harness virtualenv.
 pub const SECANTUSDB_REQUIREMENT: &str = "SecantusDB==0.7.0b3";
 
-/// Environment variable naming a ready `secantusd-py`-compatible executable.
+/// Environment variable naming a ready `secantusd-py`-compatible executable, used as it is
+/// (it must close the tailable-oplog-cursor window itself, as [`FIXED_LAUNCHER`] does).
 const EXECUTABLE_VAR: &str = "MONGOMIRROR_TEST_SECANTUSD";
 /// Written last into a complete venv; holds [`SECANTUSDB_REQUIREMENT`].
 const MARKER: &str = ".mongomirror-it-complete";
+
+/// The launcher that closes SecantusDB's tailable-oplog-cursor window (see the file itself and
+/// docs/testing.md); every harness server runs through it.
+pub const FIXED_LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/secantus/launch.py");
 
 /// How to run the server: `program` followed by `leading_args`, then the
 /// server's own flags.
@@ -29,8 +34,11 @@ const MARKER: &str = ".mongomirror-it-complete";
 pub struct Launcher {
     /// The executable to run.
     pub program: PathBuf,
-    /// Arguments placed before the server flags (the script, for a venv).
+    /// Arguments placed before the server flags: [`FIXED_LAUNCHER`], for a venv.
     pub leading_args: Vec<OsString>,
+    /// The same for the server as published, without the fix: only the harness self-test
+    /// uses it, to show what the fix prevents.
+    pub unfixed_args: Vec<OsString>,
 }
 
 impl Launcher {
@@ -38,6 +46,13 @@ impl Launcher {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.leading_args);
+        cmd
+    }
+
+    /// A `Command` running the server as published (its tailable oplog cursor can lose entries).
+    pub fn unfixed_command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.unfixed_args);
         cmd
     }
 }
@@ -64,6 +79,7 @@ fn find_or_provision() -> Result<Launcher, String> {
         return Ok(Launcher {
             program,
             leading_args: Vec::new(),
+            unfixed_args: Vec::new(),
         });
     }
     let venv = target_dir().join("secantus-venv");
@@ -75,7 +91,8 @@ fn find_or_provision() -> Result<Launcher, String> {
     // its venv through the adjacent pyvenv.cfg wherever it now lives.
     Ok(Launcher {
         program: venv.join("bin").join("python3"),
-        leading_args: vec![venv.join("bin").join("secantusd-py").into_os_string()],
+        leading_args: vec![FIXED_LAUNCHER.into()],
+        unfixed_args: vec![venv.join("bin").join("secantusd-py").into_os_string()],
     })
 }
 

@@ -100,6 +100,10 @@ pub struct ServerOptions {
     pub oplog_max_entries: Option<u64>,
     /// Data location.
     pub storage: Storage,
+    /// Run the server as published, without the harness's fix of its tailable oplog cursor
+    /// (which loses entries committed while the cursor opens): only for the self-test that
+    /// shows the fix works.
+    pub unfixed_oplog_cursor: bool,
 }
 
 impl ServerOptions {
@@ -148,6 +152,12 @@ impl ServerOptions {
     /// Keeps data in `dir`.
     pub fn with_storage_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.storage = Storage::Dir(dir.into());
+        self
+    }
+
+    /// Runs the server without the harness's oplog-cursor fix.
+    pub fn with_unfixed_oplog_cursor(mut self) -> Self {
+        self.unfixed_oplog_cursor = true;
         self
     }
 
@@ -462,7 +472,12 @@ impl LocalServer {
     }
 
     async fn spawn(&mut self, auth: bool, port: u16) -> Result<(), String> {
-        let mut cmd = super::provision::secantusd().command();
+        let launcher = super::provision::secantusd();
+        let mut cmd = if self.options.unfixed_oplog_cursor {
+            launcher.unfixed_command()
+        } else {
+            launcher.command()
+        };
         let scratch = self.scratch.path();
         let storage = match &self.data_dir {
             Some(dir) => dir.clone().into_os_string(),
