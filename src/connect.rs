@@ -9,13 +9,17 @@ use std::time::Duration;
 use mongodb::bson::{doc, Document};
 use mongodb::error::ErrorKind;
 use mongodb::options::{
-    ClientOptions, Compressor as DriverCompressor, Credential, ServerAddress, Tls, TlsOptions,
-    WriteConcern,
+    ClientOptions, Compressor as DriverCompressor, Credential, ReadConcern, ServerAddress, Tls,
+    TlsOptions, WriteConcern,
 };
 use mongodb::Client;
+use tracing::warn;
 
 use crate::cli::{Address, Compressor, Endpoint, Side};
-use crate::error::{ExitCode, Failure, Result};
+use crate::error::{server_code, ExitCode, Failure, Result};
+
+/// The server's answer to a majority read where majority reads are disabled (4.4 PSA sets).
+const READ_CONCERN_MAJORITY_NOT_ENABLED: i32 = 148;
 
 /// How long to look for a usable server before giving up, unless the URI says otherwise.
 pub const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(15);
@@ -135,6 +139,10 @@ pub async fn client_options(endpoint: &Endpoint) -> Result<ClientOptions> {
 /// Connects to one side and asks who it is.
 pub async fn connect(endpoint: &Endpoint) -> Result<Connected> {
     let options = client_options(endpoint).await?;
+    connect_with(endpoint, options).await
+}
+
+async fn connect_with(endpoint: &Endpoint, options: ClientOptions) -> Result<Connected> {
     let client = Client::with_options(options.clone()).map_err(|e| {
         Failure::usage(format!("invalid {} connection options", endpoint.side)).cause(e)
     })?;
@@ -163,10 +171,32 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connected> {
 }
 
 /// Connects to the source and checks that it is a replica-set member.
+///
+/// Every read from the source (the copy, the oplog, the recheck of conflicting documents) uses
+/// majority read concern, so that nothing a failover can roll back on the source reaches the
+/// destination. A source whose majority reads are disabled (`enableMajorityReadConcern: false`,
+/// possible on 4.4 PSA sets) is read with local read concern, with a warning.
 pub async fn connect_source(endpoint: &Endpoint) -> Result<Connected> {
-    let connected = connect(endpoint).await?;
+    let mut options = client_options(endpoint).await?;
+    options.read_concern = Some(ReadConcern::majority());
+    let connected = connect_with(endpoint, options.clone()).await?;
     check_replica_set(endpoint, &connected.hello)?;
-    Ok(connected)
+    let probe = connected
+        .client
+        .database("local")
+        .collection::<Document>("oplog.rs")
+        .find_one(doc! {})
+        .projection(doc! { "ts": 1 })
+        .await;
+    match probe {
+        Err(e) if server_code(&e) == Some(READ_CONCERN_MAJORITY_NOT_ENABLED) => {
+            warn!("the source does not support majority reads (enableMajorityReadConcern is false): reading it with local read concern, so writes that a failover rolls back on the source can reach the destination");
+            options.read_concern = None;
+            connect_with(endpoint, options).await
+        }
+        // Other failures (privileges, say) are diagnosed where the oplog is first needed.
+        _ => Ok(connected),
+    }
 }
 
 fn check_replica_set(endpoint: &Endpoint, hello: &Document) -> Result<()> {

@@ -125,25 +125,25 @@ impl OplogSync {
             }),
         };
         let mut applier = Applier::new(destination, options.filter.clone(), apply_options);
-        let mut saver = Saver {
+        applier.resume_after(self.start);
+        let saver = Arc::new(Mutex::new(Saver {
             path: options.bookmark_file.clone(),
             set_name: set_name.to_string(),
             last: None,
             at: None,
             status: self.status.clone(),
-        };
+        }));
+        applier.on_checkpoint(Box::new({
+            let saver = saver.clone();
+            move |cp| lock(&saver).save(cp.ts, cp.term)
+        }));
         let outcome = self
-            .apply(
-                &mut applier,
-                apply_options.batch_entries,
-                &applied,
-                &mut saver,
-            )
+            .apply(&mut applier, apply_options.batch_entries, &applied, &saver)
             .await;
         lag.abort();
         // Whatever happened, keep the furthest safe position.
         if let Some(cp) = applier.checkpoint() {
-            saver.save(cp.ts, cp.term)?;
+            lock(&saver).save(cp.ts, cp.term)?;
         }
         let s = applier.stats();
         info!(
@@ -161,7 +161,7 @@ impl OplogSync {
         applier: &mut Applier,
         batch_entries: usize,
         applied: &Mutex<Timestamp>,
-        saver: &mut Saver,
+        saver: &Mutex<Saver>,
     ) -> Result<()> {
         let mut reader_done = false;
         loop {
@@ -201,6 +201,7 @@ impl OplogSync {
             if let Some(cp) = applier.checkpoint() {
                 *applied.lock().unwrap_or_else(|e| e.into_inner()) = cp.ts;
                 self.status.set_positions(Some(cp.ts), None, None);
+                let mut saver = lock(saver);
                 if saver.due() {
                     saver.save(cp.ts, cp.term)?;
                 }
@@ -209,7 +210,12 @@ impl OplogSync {
     }
 }
 
-/// Saves oplog-sync bookmarks, at most every [`BOOKMARK_INTERVAL`], skipping unchanged ones.
+fn lock(saver: &Mutex<Saver>) -> std::sync::MutexGuard<'_, Saver> {
+    saver.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Saves oplog-sync bookmarks: while entries flow at most every [`BOOKMARK_INTERVAL`], and
+/// always around DDL commands (see [`Applier::on_checkpoint`]); unchanged ones are skipped.
 struct Saver {
     path: PathBuf,
     set_name: String,

@@ -2,11 +2,16 @@
 //! batches and pushed, undecoded, into the [`Spool`].
 //!
 //! It filters on the top-level `ts` only (`ts >= position`), which every server since 4.4 answers
-//! from the oplog's own ordering. The entry at the position itself is read again: replay is
-//! idempotent, and some servers give every entry of one transaction the same `ts`, so `>` could
-//! skip the rest of a group that a bookmark or a dead cursor cut in two. A cursor that dies (a network blip, `CursorNotFound`) is reopened
-//! from the last entry read; a position the oplog no longer holds stops the run with the
-//! documented exit code. It never skips silently.
+//! from the oplog's own ordering, with the source client's majority read concern, so that no
+//! entry it passes on can still be rolled back by a failover on the source. The entry at the start
+//! position itself is read again: some servers give every entry of one transaction the same
+//! `ts`, so `>` could skip the rest of a group that a bookmark cut in two; the applier knows
+//! which entries at that position it must not apply twice ([`crate::oplog::apply::Applier::resume_after`]).
+//!
+//! A cursor that dies (a network blip, `CursorNotFound`) is reopened from the last entry read,
+//! and the entries at that position it had already passed on are dropped when they come again
+//! ([`Reread`]), so the spool holds every entry exactly once. A position the oplog no longer
+//! holds stops the run with the documented exit code. It never skips silently.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,6 +112,51 @@ async fn open(client: &Client, after: Timestamp) -> Result<BatchCursor> {
         .map_err(|e| classify(after, e))
 }
 
+/// Where the reader stands: the last entry's `ts`, and how many entries with that `ts` it has
+/// passed on. After a reopen at that `ts`, the cursor sends those entries again; they are
+/// dropped here, and the spool receives each entry once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reread {
+    ts: Timestamp,
+    passed: u64,
+    to_drop: u64,
+}
+
+impl Reread {
+    /// A reader starting at `start`: everything at `start` is wanted (the applier knows what of
+    /// it is already applied).
+    pub fn starting_at(start: Timestamp) -> Self {
+        Reread {
+            ts: start,
+            passed: 0,
+            to_drop: 0,
+        }
+    }
+
+    /// The position to reopen at; the entries already passed on there will be dropped.
+    pub fn reopen(&mut self) -> Timestamp {
+        self.to_drop = self.passed;
+        self.ts
+    }
+
+    /// Whether an entry read at `ts` is new (and is passed on) or a copy sent again after a
+    /// reopen.
+    pub fn admit(&mut self, ts: Timestamp) -> bool {
+        if self.to_drop > 0 && ts == self.ts {
+            self.to_drop -= 1;
+            return false;
+        }
+        self.to_drop = 0;
+        if ts == self.ts {
+            self.passed += 1;
+        } else {
+            self.ts = ts;
+            self.passed = 1;
+        }
+        true
+    }
+}
+
 fn classify(position: Timestamp, e: mongodb::error::Error) -> Failure {
     match server_code(&e) {
         Some(code) if LOST_POSITION_CODES.contains(&code) => lost_position(position, None),
@@ -140,12 +190,13 @@ pub async fn start(
 
 async fn read(
     client: Client,
-    mut last: Timestamp,
+    start: Timestamp,
     mut cursor: BatchCursor,
     spool: Arc<Spool>,
     position: ReadPosition,
     shutdown: Shutdown,
 ) -> Result<()> {
+    let mut reread = Reread::starting_at(start);
     let mut reopens = 0;
     loop {
         let next = tokio::select! {
@@ -173,26 +224,22 @@ async fn read(
                     let ts = doc.get_timestamp("ts").map_err(|e| {
                         Failure::runtime("a source oplog entry has no valid ts").cause(e)
                     })?;
+                    if !reread.admit(ts) {
+                        continue;
+                    }
                     let noop = doc.get_str("op") == Ok("n");
                     tokio::task::block_in_place(|| spool.push(doc))?;
-                    last = ts;
                     position.set(ts, noop);
                 }
                 continue;
             }
             Some(Err(e)) if resumable(&e) => {
-                warn!(
-                    "Recoverable error while tailing the oplog: {e}; reopening from {}:{}",
-                    last.time, last.increment
-                );
+                warn!("Recoverable error while tailing the oplog: {e}; reopening it");
                 None
             }
-            Some(Err(e)) => Some(classify(last, e)),
+            Some(Err(e)) => Some(classify(reread.ts, e)),
             None => {
-                debug!(
-                    "the oplog cursor ended; reopening from {}:{}",
-                    last.time, last.increment
-                );
+                debug!("the oplog cursor ended; reopening it");
                 None
             }
         };
@@ -210,6 +257,54 @@ async fn read(
             _ = tokio::time::sleep(Duration::from_millis(200 * u64::from(reopens))) => {}
             _ = shutdown.wait() => return Ok(()),
         }
-        cursor = open(&client, last).await?;
+        let at = reread.reopen();
+        debug!("reopening the oplog cursor at {}:{}", at.time, at.increment);
+        cursor = open(&client, at).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(i: u32) -> Timestamp {
+        Timestamp {
+            time: 100,
+            increment: i,
+        }
+    }
+
+    #[test]
+    fn a_reopened_cursor_passes_each_entry_on_once() {
+        let mut r = Reread::starting_at(ts(1));
+        // The start position itself is wanted.
+        assert!(r.admit(ts(1)));
+        assert!(r.admit(ts(2)));
+        // Two entries share ts 3 (one transaction on some servers); the cursor dies after them.
+        assert!(r.admit(ts(3)));
+        assert!(r.admit(ts(3)));
+        assert_eq!(r.reopen(), ts(3));
+        // The reopened cursor sends both again, then a third entry of ts 3 it had not sent.
+        assert!(!r.admit(ts(3)));
+        assert!(!r.admit(ts(3)));
+        assert!(r.admit(ts(3)));
+        assert!(r.admit(ts(4)));
+        // mongod: one entry per ts; a reopen at a transaction's commit does not resend it.
+        assert_eq!(r.reopen(), ts(4));
+        assert!(!r.admit(ts(4)));
+        assert!(r.admit(ts(5)));
+    }
+
+    #[test]
+    fn a_reopen_before_anything_was_read_reads_the_start_again() {
+        let mut r = Reread::starting_at(ts(7));
+        assert_eq!(r.reopen(), ts(7));
+        assert!(r.admit(ts(7)));
+        // The entries at the reopen position may be gone (rolled over): newer ones are new.
+        let mut r = Reread::starting_at(ts(7));
+        assert!(r.admit(ts(7)));
+        assert_eq!(r.reopen(), ts(7));
+        assert!(r.admit(ts(9)));
+        assert!(r.admit(ts(10)));
     }
 }

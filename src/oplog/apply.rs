@@ -128,6 +128,9 @@ pub enum ApplyError {
         /// The entry that changed it.
         ts: String,
     },
+    /// The checkpoint taken around a DDL command could not be saved.
+    #[error("{0}")]
+    Checkpoint(Box<Failure>),
     /// A collection outside the filter is renamed into it: its documents were never copied.
     #[error("{from} is renamed to {to}: the namespace filter includes {to} but not {from}, so its documents were never copied")]
     RenameIntoFilter {
@@ -140,6 +143,9 @@ pub enum ApplyError {
 
 impl From<ApplyError> for Failure {
     fn from(e: ApplyError) -> Self {
+        if let ApplyError::Checkpoint(failure) = e {
+            return *failure;
+        }
         let hint = match &e {
             ApplyError::TxnIncomplete { .. } | ApplyError::RenameIntoFilter { .. } => {
                 Some("rerun with --forceDump to copy the source again")
@@ -296,6 +302,8 @@ impl TxnBuffer {
 enum Action {
     Nothing,
     Queue,
+    /// DDL: applied alone, with a checkpoint just before and just after it.
+    Command,
     Buffer(TxnKey),
     Commit {
         key: TxnKey,
@@ -321,7 +329,16 @@ pub struct Applier {
     /// Time-series collections already warned about.
     warned: HashSet<Namespace>,
     stats: ApplyStats,
+    /// Entries at or below this position are already applied on the destination.
+    resume: Option<Timestamp>,
+    /// Called with the checkpoint just before and just after every DDL command.
+    on_checkpoint: Option<CheckpointHook>,
+    /// The last checkpoint handed to `on_checkpoint`.
+    handed: Option<OpTime>,
 }
+
+/// Saves a checkpoint durably (the bookmark) when [`Applier`] asks for one.
+pub type CheckpointHook = Box<dyn FnMut(OpTime) -> Result<(), Failure> + Send>;
 
 impl Applier {
     /// An applier writing to `destination` (whose client should use majority write concern;
@@ -340,7 +357,32 @@ impl Applier {
             namespaces: HashMap::new(),
             warned: HashSet::new(),
             stats: ApplyStats::default(),
+            resume: None,
+            on_checkpoint: None,
+            handed: None,
         }
+    }
+
+    /// Declares that every entry at or below `ts` is already applied on the destination: the
+    /// bookmark names it, or (for a fresh start) the copy began after it. Replay reads the
+    /// entry at `ts` again, because some servers give several entries one `ts`; such entries
+    /// are applied again only when that is idempotent. A DDL command or a transaction's commit
+    /// at or below `ts` is skipped: its effect is already there, and its transaction's earlier
+    /// entries are not read again.
+    pub fn resume_after(&mut self, ts: Timestamp) {
+        self.resume = Some(ts);
+    }
+
+    /// Has `hook` save the checkpoint just before and just after every DDL command, so that a
+    /// restart never replays a command over a state that later entries have changed (a
+    /// collection renamed away and created again under its old name, say), nor entries
+    /// that precede a command over the state after it.
+    pub fn on_checkpoint(&mut self, hook: CheckpointHook) {
+        self.on_checkpoint = Some(hook);
+    }
+
+    fn already_applied(&self, ts: Timestamp) -> bool {
+        self.resume.is_some_and(|r| ts <= r)
     }
 
     /// Counters so far.
@@ -392,6 +434,8 @@ impl Applier {
                     self.note_skip(&skip);
                     Action::Nothing
                 }
+                Kind::Op(Op::Command(_)) => Action::Command,
+                Kind::Op(Op::ApplyOps(ops)) if holds_command(ops) => Action::Command,
                 Kind::Op(_) => Action::Queue,
                 Kind::Txn(Txn::ApplyOps {
                     key,
@@ -413,26 +457,43 @@ impl Applier {
         };
         self.stats.entries += 1;
         let size = entry.as_bytes().len();
+        // A commit is read again after its earlier entries were applied and left behind: at a
+        // resume point, or after a cursor reopen that re-sent it.
+        let read_again = self
+            .resume
+            .max(self.last_pushed.map(|o| o.ts))
+            .is_some_and(|floor| optime.ts <= floor);
         match action {
             Action::Nothing => {}
             Action::Queue => self.queue(Pending::Entry(entry), size),
+            Action::Command if self.already_applied(optime.ts) => self.stats.skipped += 1,
+            Action::Command => {
+                // Alone between two checkpoints: a restart replays either everything before
+                // the command, or nothing but entries after it (the command itself only if it
+                // is the resume point, where it is skipped).
+                self.flush().await?;
+                self.checkpoint_now()?;
+                self.queue(Pending::Entry(entry), size);
+                self.last_pushed = Some(optime);
+                self.flush().await?;
+                return self.checkpoint_now();
+            }
             Action::Buffer(key) => self.txns.add(key, entry, self.last_pushed)?,
-            Action::Commit { key, prev } => {
-                let mut entries = match self.txns.take(&key) {
-                    Some(chain) => chain.entries,
-                    None if prev.is_some() => return Err(incomplete(&key, optime)),
-                    None => Vec::new(),
-                };
-                entries.push(entry);
-                self.queue(Pending::Txn(entries), size);
-            }
-            Action::CommitPrepared(key) => {
-                let chain = self
-                    .txns
-                    .take(&key)
-                    .ok_or_else(|| incomplete(&key, optime))?;
-                self.queue(Pending::Txn(chain.entries), chain.bytes);
-            }
+            Action::Commit { key, prev } => match self.txns.take(&key) {
+                Some(chain) => {
+                    let mut entries = chain.entries;
+                    entries.push(entry);
+                    self.queue(Pending::Txn(entries), size);
+                }
+                None if read_again => self.stats.skipped += 1,
+                None if prev.is_some() => return Err(incomplete(&key, optime)),
+                None => self.queue(Pending::Txn(vec![entry]), size),
+            },
+            Action::CommitPrepared(key) => match self.txns.take(&key) {
+                Some(chain) => self.queue(Pending::Txn(chain.entries), chain.bytes),
+                None if read_again => self.stats.skipped += 1,
+                None => return Err(incomplete(&key, optime)),
+            },
             Action::Abort(key) => {
                 if self.txns.take(&key).is_none() {
                     warn!(
@@ -449,6 +510,17 @@ impl Applier {
         {
             self.flush().await?;
         }
+        Ok(())
+    }
+
+    /// Hands the current checkpoint to the hook, if there is one and a new safe position.
+    fn checkpoint_now(&mut self) -> Result<(), ApplyError> {
+        let checkpoint = self.checkpoint().filter(|cp| Some(*cp) != self.handed);
+        let (Some(hook), Some(cp)) = (&mut self.on_checkpoint, checkpoint) else {
+            return Ok(());
+        };
+        hook(cp).map_err(|f| ApplyError::Checkpoint(Box::new(f)))?;
+        self.handed = Some(cp);
         Ok(())
     }
 
@@ -713,6 +785,13 @@ async fn ns_info(client: &Client, ns: &Namespace) -> Result<NsInfo, ApplyError> 
         }
     }
     Ok(info)
+}
+
+/// Whether a non-transaction `applyOps` holds a command (a user's `applyOps`): it is then
+/// applied like a command, alone between two checkpoints.
+fn holds_command(ops: &mongodb::bson::raw::RawArray) -> bool {
+    ops.into_iter()
+        .any(|op| matches!(op, Ok(RawBsonRef::Document(d)) if d.get_str("op") == Ok("c")))
 }
 
 fn entry_error(raw: &RawDocument, source: EntryError) -> ApplyError {

@@ -26,7 +26,9 @@ pub const OPLOG_DB: &str = "local";
 /// The oplog collection name.
 pub const OPLOG_COLL: &str = "oplog.rs";
 
-/// The timestamp of the newest (`newest = true`) or oldest entry in the source oplog.
+/// The timestamp of the newest (`newest = true`) or oldest entry in the source oplog, read with
+/// the source client's majority read concern (see [`crate::connect::connect_source`]): a
+/// starting point that a failover could roll back is never chosen.
 async fn edge_timestamp(client: &Client, newest: bool) -> Result<Timestamp> {
     let which = if newest { "latest" } else { "oldest" };
     let entry = client

@@ -103,7 +103,21 @@ async fn replay(
     entries: &[RawDocumentBuf],
     filter: NamespaceFilter,
 ) -> ApplyStats {
-    let mut applier = Applier::new(client.clone(), filter, OPTIONS);
+    run_applier(Applier::new(client.clone(), filter, OPTIONS), entries).await
+}
+
+/// Applies `entries` as a restart from a bookmark at `resume` does.
+async fn replay_after(
+    client: &Client,
+    entries: &[RawDocumentBuf],
+    resume: Timestamp,
+) -> ApplyStats {
+    let mut applier = Applier::new(client.clone(), NamespaceFilter::default(), OPTIONS);
+    applier.resume_after(resume);
+    run_applier(applier, entries).await
+}
+
+async fn run_applier(mut applier: Applier, entries: &[RawDocumentBuf]) -> ApplyStats {
     for entry in entries {
         if let Err(e) = applier.push(entry.clone()).await {
             panic!("{}", mongomirror::error::Failure::from(e));
@@ -707,6 +721,73 @@ async fn transactions_apply_at_commit_and_respect_the_filter() {
             "{names:?}"
         );
     }
+}
+
+/// A restart whose bookmark names a transaction's commit entry (the last `applyOps` of a large
+/// transaction, or a prepared transaction's `commitTransaction`) reads that entry again without
+/// the entries before it, and so does a fresh start whose first entry is one; a cursor reopen
+/// that sends a commit twice is the same case. The commit is already applied: replay goes on.
+/// (Before, each of these stopped with "its earlier oplog entries were never read", at every
+/// restart.) The entries are mongod-shaped: SecantusDB logs no `applyOps` transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_or_a_reopen_at_a_commit_entry_goes_on() {
+    let server = TestServer::start(ServerOptions::default()).await;
+    let client = server.client().await;
+    let mut s = Script::new();
+    let first = s.txn(
+        1,
+        doc! {"applyOps": [{"op": "i", "ns": "resume.t", "o": {"_id": 1}}], "partialTxn": true},
+        None,
+    );
+    let large_commit = s.txn(
+        1,
+        doc! {"applyOps": [{"op": "i", "ns": "resume.t", "o": {"_id": 2}}], "count": 2},
+        Some(first),
+    );
+    let prepared = s.txn(
+        2,
+        doc! {"applyOps": [{"op": "i", "ns": "resume.t", "o": {"_id": 3}}], "prepare": true},
+        None,
+    );
+    s.noop();
+    let prepared_commit = s.txn(
+        2,
+        doc! {"commitTransaction": 1, "commitTimestamp": prepared},
+        Some(prepared),
+    );
+    s.i("resume.t", doc! {"_id": 4});
+    s.d("resume.t", 1);
+    let all: Vec<Document> = [2, 3, 4].map(|i| doc! {"_id": i}).to_vec();
+
+    let from = |ts: Timestamp| -> Vec<RawDocumentBuf> {
+        s.entries
+            .iter()
+            .filter(|e| e.get_timestamp("ts").is_ok_and(|t| t >= ts))
+            .cloned()
+            .collect()
+    };
+    // Resuming at the large transaction's commit, only the prepared one commits afterwards.
+    for (resume, commits_after) in [(large_commit, 1), (prepared_commit, 0)] {
+        client.database("resume").drop().await.unwrap();
+        replay(&client, &s.entries, NamespaceFilter::default()).await;
+        // The restart (or a fresh start at the commit) reads the commit again, and the rest.
+        let stats = replay_after(&client, &from(resume), resume).await;
+        assert_eq!(stats.transactions, commits_after, "{stats:?}");
+        assert_docs(&client, "resume.t", all.clone()).await;
+    }
+    // A cursor reopened at each commit sends it again, right after itself.
+    client.database("resume").drop().await.unwrap();
+    let mut resent = Vec::new();
+    for entry in &s.entries {
+        resent.push(entry.clone());
+        let ts = entry.get_timestamp("ts").unwrap();
+        if ts == large_commit || ts == prepared_commit {
+            resent.push(entry.clone());
+        }
+    }
+    let stats = replay(&client, &resent, NamespaceFilter::default()).await;
+    assert_eq!(stats.transactions, 2, "{stats:?}");
+    assert_docs(&client, "resume.t", all).await;
 }
 
 /// SecantusDB's own oplog (change-stream shaped diffs, per-operation transaction entries),

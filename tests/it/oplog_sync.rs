@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, Document, Timestamp};
 use mongodb::Client;
 
-use crate::support::{await_same_deployments, Pair, Running};
+use crate::support::{await_same_deployments, wait_until, Pair, Running};
 
 const CAUGHT_UP: &str = "Current lag from source: 0s";
 const LINE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -262,6 +262,101 @@ async fn force_dump_starts_over_even_with_a_bookmark() {
         .unwrap();
     mirror.wait_for_line(CAUGHT_UP, LINE_TIMEOUT).await.unwrap();
     await_same_deployments(&src, &dst, Duration::from_secs(30)).await;
+    mirror.send_sigint();
+    assert_eq!(mirror.wait(Duration::from_secs(15)).await.status, Some(0));
+}
+
+/// The newest `renameCollection` of `from` in the source oplog.
+async fn rename_ts(src: &Client, from: &str) -> Timestamp {
+    let entry = src
+        .database("local")
+        .collection::<Document>("oplog.rs")
+        .find_one(doc! { "op": "c", "o.renameCollection": from })
+        .sort(doc! { "$natural": -1 })
+        .await
+        .unwrap()
+        .expect("the rename is in the source oplog");
+    entry.get_timestamp("ts").unwrap()
+}
+
+fn bookmark_ts(path: &Path) -> Timestamp {
+    let saved = bookmark_json(path);
+    let part = |k: &str| saved["ts"][k].as_u64().unwrap() as u32;
+    Timestamp {
+        time: part("t"),
+        increment: part("i"),
+    }
+}
+
+/// "Load into staging, rename over live": `app.staging` is renamed over `app.live` and created
+/// again with the next generation, and mongomirror is SIGKILLed as soon as the destination holds
+/// that next generation. The bookmark must already be past the rename: a restart that replayed
+/// the rename would move the newer staging over live (the old live documents were applied
+/// before the bookmark and would be lost). Three reloads, three kills, and the deployments
+/// match after each restart.
+#[tokio::test]
+async fn staging_renamed_over_live_survives_a_kill_after_each_reload() {
+    let Scenario {
+        pair,
+        src,
+        dst,
+        bookmark,
+        _dir,
+    } = scenario().await;
+    let app = src.database("app");
+    let (staging, dst_staging) = (
+        app.collection::<Document>("staging"),
+        dst.database("app").collection::<Document>("staging"),
+    );
+    let load = |generation: i32| {
+        let staging = staging.clone();
+        async move {
+            let docs = (0..100).map(|i| doc! { "_id": i, "gen": generation });
+            staging.insert_many(docs).await.unwrap();
+        }
+    };
+    load(0).await;
+    let mut mirror = start_mirror(&pair, &bookmark, &[]);
+    mirror.wait_for_line(CAUGHT_UP, LINE_TIMEOUT).await.unwrap();
+    for generation in 1..=3 {
+        src.database("admin")
+            .run_command(
+                doc! { "renameCollection": "app.staging", "to": "app.live", "dropTarget": true },
+            )
+            .await
+            .unwrap();
+        let renamed = rename_ts(&src, "app.staging").await;
+        load(generation).await;
+        let applied = wait_until(LINE_TIMEOUT, Duration::from_millis(20), async || {
+            dst_staging
+                .count_documents(doc! { "gen": generation })
+                .await
+                .is_ok_and(|n| n == 100)
+        })
+        .await;
+        assert!(
+            applied,
+            "generation {generation} never reached the destination"
+        );
+        mirror.kill();
+        mirror.wait(Duration::from_secs(15)).await;
+        let saved = bookmark_ts(&bookmark);
+        assert!(
+            saved >= renamed,
+            "generation {generation}: the bookmark {saved:?} lies before the applied rename at {renamed:?}"
+        );
+        mirror = start_mirror(&pair, &bookmark, &[]);
+        mirror
+            .wait_for_line("resuming oplog sync from the bookmark", LINE_TIMEOUT)
+            .await
+            .unwrap();
+        let mark = mirror.lines_seen();
+        mirror
+            .wait_for_line_from(mark, CAUGHT_UP, LINE_TIMEOUT)
+            .await
+            .unwrap();
+        await_same_deployments(&src, &dst, Duration::from_secs(30)).await;
+    }
     mirror.send_sigint();
     assert_eq!(mirror.wait(Duration::from_secs(15)).await.status, Some(0));
 }

@@ -177,3 +177,63 @@ async fn an_fcv_change_on_the_source_stops_replay() {
         .await
         .unwrap();
 }
+
+fn create(i: u32, coll: &str) -> RawDocumentBuf {
+    RawDocumentBuf::from_document(
+        &doc! {"op": "c", "ns": "app.$cmd", "o": {"create": coll}, "ts": ts(i), "t": 1_i64},
+    )
+    .unwrap()
+}
+
+/// An applier that records the checkpoints it asks to be saved; the namespace filter leaves
+/// `app` out, so that no command reaches the (absent) destination.
+async fn recording_applier() -> (Applier, std::sync::Arc<std::sync::Mutex<Vec<Timestamp>>>) {
+    let client = Client::with_uri_str("mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=100")
+        .await
+        .expect("client options parse");
+    let filter = NamespaceFilter {
+        exclude_dbs: vec!["app".into()],
+        ..Default::default()
+    };
+    let mut a = Applier::new(client, filter, ApplyOptions::default());
+    let saved = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    a.on_checkpoint(Box::new({
+        let saved = saved.clone();
+        move |cp| {
+            saved.lock().unwrap().push(cp.ts);
+            Ok(())
+        }
+    }));
+    (a, saved)
+}
+
+#[tokio::test]
+async fn every_command_sits_between_two_saved_checkpoints() {
+    let (mut a, saved) = recording_applier().await;
+    a.push(noop(1)).await.unwrap();
+    a.push(noop(2)).await.unwrap();
+    a.push(create(3, "x")).await.unwrap();
+    a.push(create(4, "y")).await.unwrap();
+    a.push(noop(5)).await.unwrap();
+    // Before each command everything earlier is applied and saved; right after it, the command.
+    assert_eq!(*saved.lock().unwrap(), vec![ts(2), ts(3), ts(4)]);
+    assert_eq!(
+        a.checkpoint().map(|o| o.ts),
+        at(4),
+        "noop 5 is not flushed yet"
+    );
+}
+
+#[tokio::test]
+async fn a_command_at_the_resume_point_is_not_applied_again() {
+    let (mut a, saved) = recording_applier().await;
+    a.resume_after(ts(3));
+    a.push(create(3, "x")).await.unwrap();
+    assert!(
+        saved.lock().unwrap().is_empty(),
+        "skipped, so nothing to save"
+    );
+    assert_eq!(a.stats().skipped, 1);
+    a.push(create(4, "y")).await.unwrap();
+    assert_eq!(*saved.lock().unwrap(), vec![ts(3), ts(4)]);
+}
