@@ -33,8 +33,8 @@ use tracing::warn;
 
 use super::diff::DiffError;
 use super::entry::{self, Command, EntryError, Kind, Op, OpTime, Skip, Txn, TxnKey, Update};
-use super::writer::{self, id_key, Change, DocOp, NsInfo, Patch};
-use super::{ddl, dest};
+use super::writer::{self, Change, DocOp, NsInfo, Patch};
+use super::{ddl, dest, id};
 use crate::cli::{Namespace, NamespaceFilter, DEFAULT_OPLOG_BATCH_SIZE};
 use crate::error::Failure;
 use crate::indexes::SpecRules;
@@ -689,30 +689,7 @@ impl Applier {
                 self.namespaces.insert(op.ns.clone(), info);
             }
         }
-        // A small run (a transaction, the writes between two DDL commands) is not worth many
-        // commands: lanes get at least MIN_OPS_PER_LANE operations each.
-        let writers = self
-            .options
-            .writers
-            .clamp(1, ops.len().div_ceil(MIN_OPS_PER_LANE).max(1));
-        let mut lanes: Vec<(Vec<DocOp<'_>>, bool)> =
-            (0..writers).map(|_| (Vec::new(), false)).collect();
-        let mut ordered_lanes: HashMap<Namespace, usize> = HashMap::new();
-        for op in ops {
-            let ordered = self.namespaces.get(&op.ns).is_none_or(|i| i.ordered);
-            let lane = if ordered {
-                *ordered_lanes.entry(op.ns.clone()).or_insert_with(|| {
-                    lanes.push((Vec::new(), true));
-                    lanes.len() - 1
-                })
-            } else {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                op.ns.hash(&mut h);
-                id_key(op.id).hash(&mut h);
-                (h.finish() % writers as u64) as usize
-            };
-            lanes[lane].0.push(op);
-        }
+        let lanes = lanes(ops, &self.namespaces, self.options.writers);
         let (client, namespaces) = (&self.client, &self.namespaces);
         let outcomes = try_join_all(
             lanes
@@ -728,6 +705,41 @@ impl Applier {
         }
         Ok(())
     }
+}
+
+/// A lane: operations in oplog order, and whether they must be sent in that order.
+type Lane<'a> = (Vec<DocOp<'a>>, bool);
+
+/// Spreads CRUD operations over lanes. A collection whose writes must keep oplog order
+/// ([`NsInfo::keeps_order`]; unknown collections too) gets one ordered lane of its own; the others
+/// share `writers` unordered lanes by hash of namespace and `_id` ([`id::key`], so every
+/// byte form of one `_id` lands in the same lane). A small run (a transaction, the writes
+/// between two DDL commands) is not worth many commands: lanes get at least
+/// [`MIN_OPS_PER_LANE`] operations each.
+fn lanes<'a>(
+    ops: Vec<DocOp<'a>>,
+    namespaces: &HashMap<Namespace, NsInfo>,
+    writers: usize,
+) -> Vec<Lane<'a>> {
+    let writers = writers.clamp(1, ops.len().div_ceil(MIN_OPS_PER_LANE).max(1));
+    let mut lanes: Vec<Lane<'a>> = (0..writers).map(|_| (Vec::new(), false)).collect();
+    let mut ordered_lanes: HashMap<Namespace, usize> = HashMap::new();
+    for op in ops {
+        let ordered = namespaces.get(&op.ns).is_none_or(NsInfo::keeps_order);
+        let lane = if ordered {
+            *ordered_lanes.entry(op.ns.clone()).or_insert_with(|| {
+                lanes.push((Vec::new(), true));
+                lanes.len() - 1
+            })
+        } else {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            op.ns.hash(&mut h);
+            id::key(op.id).hash(&mut h);
+            (h.finish() % writers as u64) as usize
+        };
+        lanes[lane].0.push(op);
+    }
+    lanes
 }
 
 /// What replay needs to know about a destination collection: whether its writes must stay in

@@ -33,11 +33,11 @@ use std::collections::HashMap;
 use mongodb::bson::raw::{RawArrayBuf, RawBsonRef, RawDocument};
 use mongodb::bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
 use mongodb::Client;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::apply::ApplyError;
-use super::dest;
 use super::diff::{DiffError, DocDiff, FieldChanges};
+use super::{dest, id};
 use crate::cli::Namespace;
 
 /// The most statements in one write command (the server allows 100,000).
@@ -49,6 +49,10 @@ const MAX_COMMAND_BYTES: usize = 8 * 1024 * 1024;
 const PREFETCH_IDS: usize = 1_000;
 /// Duplicate key error codes.
 const DUPLICATE_KEY: &[i32] = &[11000, 11001];
+/// `ImmutableField`: a replacement would change the stored `_id`'s byte form.
+const IMMUTABLE_FIELD: i32 = 66;
+/// `PathNotViable`: a `$set` path runs through a scalar.
+const PATH_NOT_VIABLE: i32 = 28;
 /// Errors of an operator update that client-side application of the diff handles:
 /// BadValue, TypeMismatch, PathNotViable, ConflictingUpdateOperators, DollarPrefixedFieldName.
 const OPERATOR_REFUSED: &[i32] = &[2, 14, 28, 40, 52];
@@ -119,6 +123,15 @@ pub(super) struct NsInfo {
     pub ordered: bool,
     /// The collection has a non-simple default collation, so `_id` lookups must say `simple`.
     pub collated: bool,
+}
+
+impl NsInfo {
+    /// Whether the collection's writes go through one lane in oplog order: those that must
+    /// ([`NsInfo::ordered`]), and those with a default collation, where `"a"` and `"A"` may be
+    /// one `_id` (strength 2) that no key computed here can tell apart.
+    pub fn keeps_order(&self) -> bool {
+        self.ordered || self.collated
+    }
 }
 
 /// What a lane did.
@@ -203,19 +216,24 @@ impl Write<'_, '_> {
     }
 }
 
-/// Per-document bookkeeping while resolving.
+/// Per-document bookkeeping while resolving. A document is one `_id` under mongod's equality
+/// ([`id::key`]), whatever byte form each operation names it by.
 struct Track<'a> {
     state: State<'a>,
     /// Indexes into the lane's write list, in order.
     writes: Vec<usize>,
+    /// The byte form of the `_id` the last operation named ([`id::form`]), if any did yet.
+    form: Option<Vec<u8>>,
 }
 
-/// The raw bytes of an `_id` value, type included: equal ids have equal keys, because the oplog
-/// always logs a document's `_id` exactly as stored.
-pub(super) fn id_key(id: RawBsonRef<'_>) -> Vec<u8> {
-    let mut d = RawDocumentBuf::new();
-    d.append_ref("", id);
-    d.into_bytes()
+impl Track<'_> {
+    fn new(state: State<'_>) -> Track<'_> {
+        Track {
+            state,
+            writes: Vec::new(),
+            form: None,
+        }
+    }
 }
 
 /// Applies one lane's operations (in oplog order) to the destination.
@@ -226,7 +244,7 @@ pub(super) async fn run_lane(
     info: &HashMap<Namespace, NsInfo>,
 ) -> Result<LaneOutcome, ApplyError> {
     let collated = |ns: &Namespace| info.get(ns).is_some_and(|i| i.collated);
-    let keys: Vec<Vec<u8>> = ops.iter().map(|op| id_key(op.id)).collect();
+    let keys: Vec<Vec<u8>> = ops.iter().map(|op| id::key(op.id)).collect();
     // Operator translations of the diffs; documents whose first operation is a diff without one
     // are read up front.
     let mut translated: Vec<Option<RawDocumentBuf>> = Vec::with_capacity(ops.len());
@@ -246,15 +264,18 @@ pub(super) async fn run_lane(
     for (i, op) in ops.iter().enumerate() {
         let track = tracks
             .entry((&op.ns, keys[i].as_slice()))
-            .or_insert_with(|| Track {
-                state: State::Unknown,
-                writes: Vec::new(),
-            });
+            .or_insert_with(|| Track::new(State::Unknown));
+        // Earlier writes of the document that this one overwrites are dropped, unless they name
+        // it by another byte form of its `_id`: `d {_id: NumberInt(1)}` then `i {_id: 1.0}`
+        // must delete before inserting, or the insert meets the old document.
+        let form = id::form(op.id);
+        let same_form = track.form.as_ref().is_none_or(|f| *f == form);
+        track.form = Some(form);
         let overwrites = matches!(
             op.change,
             Change::Insert(_) | Change::Put(_) | Change::Delete
         );
-        if overwrites && !ordered {
+        if overwrites && !ordered && same_form {
             for w in track.writes.drain(..) {
                 writes[w] = None;
             }
@@ -314,7 +335,9 @@ pub(super) async fn run_lane(
                         track.state = State::Owned(new.clone());
                         // Fold into a pending replacement of the same document.
                         let pending = track.writes.last().and_then(|w| writes[*w].as_mut());
-                        if let (false, Some((_, Write::Put { body, .. }))) = (ordered, pending) {
+                        if let (false, true, Some((_, Write::Put { body, .. }))) =
+                            (ordered, same_form, pending)
+                        {
                             *body = Body::Owned(new);
                             continue;
                         }
@@ -416,7 +439,7 @@ async fn prefetch<'o, 'a>(
                 else {
                     continue;
                 };
-                let key = id_key(id);
+                let key = id::key(id);
                 let Some((_, k)) = chunk.iter().find(|(_, k)| *k == key.as_slice()) else {
                     continue;
                 };
@@ -426,22 +449,10 @@ async fn prefetch<'o, 'a>(
                 }
                 budget -= raw.as_bytes().len();
                 let doc = Document::try_from(raw).map_err(|e| bad_document(&ops[chunk[0].0], e))?;
-                tracks.insert(
-                    (ns, k),
-                    Track {
-                        state: State::Owned(doc),
-                        writes: Vec::new(),
-                    },
-                );
+                tracks.insert((ns, k), Track::new(State::Owned(doc)));
             }
             for (_, k) in chunk.iter().filter(|(_, k)| !found.contains(k)) {
-                tracks.insert(
-                    (ns, k),
-                    Track {
-                        state: State::Missing,
-                        writes: Vec::new(),
-                    },
-                );
+                tracks.insert((ns, k), Track::new(State::Missing));
             }
         }
     }
@@ -614,12 +625,28 @@ impl<'c> Sender<'c> {
                     };
                     statement.body = self.statement(statement.op, write)?;
                     let replacement = std::slice::from_ref(&statement.body);
-                    if let (_, Some(e)) = self
+                    match self
                         .execute(CommandKind::Update, replacement.iter())
                         .await?
                     {
-                        self.refused_or_conflict(CommandKind::Update, e)?;
+                        (_, Some(e)) if e.code == IMMUTABLE_FIELD => {
+                            self.rewrite(statement.op, doc.as_ref()).await?
+                        }
+                        (_, Some(e)) => self.refused_or_conflict(CommandKind::Update, e)?,
+                        (_, None) => {}
                     }
+                }
+                (CommandKind::Update, IMMUTABLE_FIELD)
+                    if whole_document(statement.op).is_some() =>
+                {
+                    if let Some(doc) = whole_document(statement.op) {
+                        self.rewrite(statement.op, doc).await?;
+                    }
+                }
+                (CommandKind::Update, PATH_NOT_VIABLE)
+                    if matches!(statement.op.change, Change::Modify { .. }) =>
+                {
+                    self.modify_path_by_path(statement.op).await?;
                 }
                 (CommandKind::Update, code)
                     if OPERATOR_REFUSED.contains(&code) && statement.fallback.is_some() =>
@@ -637,6 +664,69 @@ impl<'c> Sender<'c> {
                     }
                 }
                 _ => self.refused_or_conflict(kind, error)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a whole document whose `_id` the destination holds under another byte form
+    /// (`1.0` for `NumberInt(1)`, or `"A"` for `"a"` under a collation), which a replacement may
+    /// not change (`ImmutableField`): the document is deleted and inserted again, so that the
+    /// destination holds exactly the source's form.
+    async fn rewrite(&mut self, op: &DocOp<'_>, doc: &RawDocument) -> Result<(), ApplyError> {
+        let delete = self.statement(op, Write::Delete)?;
+        if let (_, Some(e)) = self
+            .execute(CommandKind::Delete, std::iter::once(&delete))
+            .await?
+        {
+            return self.refused_or_conflict(CommandKind::Delete, e);
+        }
+        let insert = doc.to_raw_document_buf();
+        match self
+            .execute(CommandKind::Insert, std::iter::once(&insert))
+            .await?
+        {
+            (_, Some(e)) => self.refused_or_conflict(CommandKind::Insert, e),
+            (_, None) => Ok(()),
+        }
+    }
+
+    /// A `$v:1` update that the server refuses because one of its `$set` paths is no longer
+    /// viable on this document (`$set: {"a.b": 1}` where `a` is now a scalar, in a copy newer than
+    /// the entry): as mongod's own oplog application does, that path is ignored and the others
+    /// are applied. The paths of one update never overlap, so one update per path has the same
+    /// effect.
+    async fn modify_path_by_path(&mut self, op: &DocOp<'_>) -> Result<(), ApplyError> {
+        let Change::Modify { set, unset } = &op.change else {
+            return Ok(());
+        };
+        let mut updates = Vec::new();
+        if let Some(unset) = unset {
+            updates.push(modifier(None, Some(unset)));
+        }
+        for item in set.iter().flat_map(|s| s.iter()) {
+            let (path, value) = item.map_err(|e| bad_document(op, e))?;
+            let mut one = RawDocumentBuf::new();
+            one.append_ref(path, value);
+            updates.push(modifier(Some(&one), None));
+        }
+        for update in updates {
+            let statement = self.statement(
+                op,
+                Write::Modify {
+                    update,
+                    fallback: None,
+                },
+            )?;
+            match self
+                .execute(CommandKind::Update, std::iter::once(&statement))
+                .await?
+            {
+                (_, Some(e)) if e.code == PATH_NOT_VIABLE => {
+                    debug!("{}: a $set path of _id {} is not viable on the destination's document; ignored as mongod's oplog application does ({})", self.ns, show_id(op.id), e.message);
+                }
+                (_, Some(e)) => self.refused_or_conflict(CommandKind::Update, e)?,
+                (_, None) => {}
             }
         }
         Ok(())
@@ -764,6 +854,14 @@ impl<'c> Sender<'c> {
             Ok(s)
         };
         encoded(write).map_err(|e| bad_document(op, e))
+    }
+}
+
+/// The whole document an insert or a replacement entry carries.
+fn whole_document<'a>(op: &DocOp<'a>) -> Option<&'a RawDocument> {
+    match op.change {
+        Change::Insert(doc) | Change::Put(doc) => Some(doc),
+        _ => None,
     }
 }
 

@@ -723,6 +723,103 @@ async fn transactions_apply_at_commit_and_respect_the_filter() {
     }
 }
 
+/// mongod's `_id` equality holds numbers equal by value: a source that deletes
+/// `{_id: NumberInt(1)}` and then inserts `{_id: 1.0}` ends with the inserted document, which
+/// replay must reproduce (keyed by bytes, the insert ran first and the delete then removed it).
+/// SecantusDB compares numeric `_id`s by value as mongod does; the other case of the rule, a
+/// default collation, is covered by the applier's unit tests, because SecantusDB's `_id` index
+/// ignores collations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_forms_of_one_id_apply_in_order() {
+    let server = TestServer::start(ServerOptions::default()).await;
+    let client = server.client().await;
+    let coll = client.database("forms").collection::<Document>("c");
+    coll.insert_many([
+        doc! {"_id": 1_i32, "v": "old"},
+        doc! {"_id": 2_i64, "v": "old"},
+    ])
+    .await
+    .unwrap();
+    let two = Bson::Decimal128("2".parse().unwrap());
+    let mut s = Script::new();
+    s.d("forms.c", 1_i32);
+    s.i("forms.c", doc! {"_id": 1.0, "v": "new"});
+    s.d("forms.c", 2_i64);
+    s.i("forms.c", doc! {"_id": two.clone(), "v": "new"});
+    s.u(
+        "forms.c",
+        two.clone(),
+        doc! {"$v": 2, "diff": {"u": {"v": "newer"}}},
+    );
+    replay(&client, &s.entries, NamespaceFilter::default()).await;
+    assert_docs(
+        &client,
+        "forms.c",
+        vec![
+            doc! {"_id": 1.0, "v": "new"},
+            doc! {"_id": two, "v": "newer"},
+        ],
+    )
+    .await;
+
+    // A copy newer than the entries holds another form of the _id. Replay converges on the
+    // source's last form; a replacement writes the form it carries, as on mongod (servers that
+    // refuse to change the form, with ImmutableField, get the document deleted and re-inserted).
+    coll.drop().await.unwrap();
+    let five = Bson::Decimal128("5".parse().unwrap());
+    coll.insert_many([
+        doc! {"_id": 3_i32, "v": "final"},
+        doc! {"_id": 5_i64, "v": "copied"},
+    ])
+    .await
+    .unwrap();
+    let mut s = Script::new();
+    s.i("forms.c", doc! {"_id": 3.0, "v": "first"});
+    s.d("forms.c", 3.0);
+    s.i("forms.c", doc! {"_id": 3_i32, "v": "final"});
+    s.u(
+        "forms.c",
+        five.clone(),
+        doc! {"_id": five.clone(), "v": "replaced"},
+    );
+    replay(&client, &s.entries, NamespaceFilter::default()).await;
+    assert_docs(
+        &client,
+        "forms.c",
+        vec![
+            doc! {"_id": 3_i32, "v": "final"},
+            doc! {"_id": five, "v": "replaced"},
+        ],
+    )
+    .await;
+}
+
+/// A `$v:1` update replayed over a copy newer than it may meet a `$set` path that runs through
+/// what is now a scalar; mongod's oplog application ignores that path and applies the others
+/// (its `fromOplogApplication` rule), and so does replay, instead of stopping for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_set_paths_that_are_no_longer_viable_are_ignored() {
+    let server = TestServer::start(ServerOptions::default()).await;
+    let client = server.client().await;
+    let coll = client.database("viable").collection::<Document>("c");
+    coll.insert_one(doc! {"_id": 1, "a": 5, "c": 0, "gone": true})
+        .await
+        .unwrap();
+    let mut s = Script::new();
+    s.u(
+        "viable.c",
+        1,
+        doc! {"$v": 1, "$set": {"a.b": 1, "c": 2, "d.e": 3}, "$unset": {"gone": true}},
+    );
+    replay(&client, &s.entries, NamespaceFilter::default()).await;
+    assert_docs(
+        &client,
+        "viable.c",
+        vec![doc! {"_id": 1, "a": 5, "c": 2, "d": {"e": 3}}],
+    )
+    .await;
+}
+
 /// A restart whose bookmark names a transaction's commit entry (the last `applyOps` of a large
 /// transaction, or a prepared transaction's `commitTransaction`) reads that entry again without
 /// the entries before it, and so does a fresh start whose first entry is one; a cursor reopen

@@ -237,3 +237,82 @@ async fn a_command_at_the_resume_point_is_not_applied_again() {
     a.push(create(4, "y")).await.unwrap();
     assert_eq!(*saved.lock().unwrap(), vec![ts(3), ts(4)]);
 }
+
+/// A delete then an insert of one `_id` under two byte forms; `(ns, ids)` of each lane.
+fn lane_plan(
+    namespaces: &HashMap<Namespace, NsInfo>,
+    docs: &[RawDocumentBuf],
+) -> Vec<(bool, Vec<String>)> {
+    let ops: Vec<DocOp<'_>> = docs
+        .iter()
+        .map(|d| {
+            let id = d.get("_id").unwrap().unwrap();
+            let change = if d.get_bool("insert").unwrap_or(false) {
+                Change::Insert(d)
+            } else {
+                Change::Delete
+            };
+            DocOp {
+                ns: Namespace::new("app", "c"),
+                id,
+                change,
+            }
+        })
+        .collect();
+    lanes(ops, namespaces, 8)
+        .into_iter()
+        .filter(|(ops, _)| !ops.is_empty())
+        .map(|(ops, ordered)| {
+            let ids = ops
+                .iter()
+                .map(|o| format!("{:?}", mongodb::bson::Bson::try_from(o.id).unwrap()))
+                .collect();
+            (ordered, ids)
+        })
+        .collect()
+}
+
+#[test]
+fn every_form_of_one_id_shares_a_lane_and_collated_collections_keep_order() {
+    let docs = |a: mongodb::bson::Bson, b: mongodb::bson::Bson| -> Vec<RawDocumentBuf> {
+        // Enough other documents to spread over several lanes.
+        let mut v = vec![
+            RawDocumentBuf::from_document(&doc! {"_id": a}).unwrap(),
+            RawDocumentBuf::from_document(&doc! {"_id": b, "insert": true}).unwrap(),
+        ];
+        v.extend((100..400).map(|i| RawDocumentBuf::from_document(&doc! {"_id": i}).unwrap()));
+        v
+    };
+    let plain: HashMap<Namespace, NsInfo> =
+        [(Namespace::new("app", "c"), NsInfo::default())].into();
+    // mongod: NumberInt(1) and 1.0 are one _id; the delete and the insert keep their order.
+    let numbers = docs(
+        mongodb::bson::Bson::Int32(1),
+        mongodb::bson::Bson::Double(1.0),
+    );
+    let plan = lane_plan(&plain, &numbers);
+    assert!(plan.len() > 1, "the run is spread: {}", plan.len());
+    let lane = plan
+        .iter()
+        .find(|(_, ids)| ids.iter().any(|i| i == "Int32(1)"))
+        .expect("a lane holds _id 1");
+    let at = |id: &str| lane.1.iter().position(|i| i == id);
+    assert!(
+        at("Int32(1)").is_some() && at("Int32(1)") < at("Double(1.0)"),
+        "{lane:?}"
+    );
+    // With a default collation "a" and "A" may be one _id: one ordered lane, in oplog order.
+    let collated: HashMap<Namespace, NsInfo> = [(
+        Namespace::new("app", "c"),
+        NsInfo {
+            ordered: false,
+            collated: true,
+        },
+    )]
+    .into();
+    let strings = docs("a".into(), "A".into());
+    let plan = lane_plan(&collated, &strings);
+    assert_eq!(plan.len(), 1);
+    assert!(plan[0].0, "ordered");
+    assert_eq!(plan[0].1[..2], ["String(\"a\")", "String(\"A\")"]);
+}
