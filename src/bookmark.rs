@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ExitCode, Failure, Result};
 
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes.
+pub const VERSION: u32 = 2;
+/// The format versions this build reads: version 1 has no `catchUp`, and means the same.
+pub const READS: &[u32] = &[1, 2];
 
 /// Which stage the run was in when the bookmark was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,10 +71,39 @@ pub struct Bookmark {
     /// The election term of the entry at `ts`, when the source reported one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub term: Option<i64>,
+    /// Present while oplog sync is still catching up with the copy (see [`CatchUp`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUp>,
     /// The tool that wrote it, for people reading the file.
     pub written_by: String,
     /// When it was written, for people reading the file.
     pub saved_at: String,
+}
+
+/// Oplog sync right after a copy: the copy read each document at some moment after the
+/// starting point, so replay up to `until` (the newest source entry once the copy was done,
+/// or once conflicting documents were last re-read from the source) can meet documents in a
+/// later state than its own. Until it passes `until`, unique indexes built by the migration
+/// are not unique yet (`relaxedIndexes`), and a write that still meets a duplicate key is
+/// settled by reading its document again from the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CatchUp {
+    /// Replay at or below this position may meet later states of documents.
+    pub until: Position,
+    /// Unique indexes built without `unique`, converted once replay passes `until`.
+    #[serde(default)]
+    pub relaxed_indexes: Vec<IndexRef>,
+}
+
+/// One index of one destination collection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexRef {
+    /// `db.collection`.
+    pub ns: String,
+    /// The index name.
+    pub name: String,
 }
 
 impl Bookmark {
@@ -84,6 +115,7 @@ impl Bookmark {
             phase,
             ts: ts.into(),
             term,
+            catch_up: None,
             written_by: format!("mongomirror-rs {}", env!("CARGO_PKG_VERSION")),
             saved_at: chrono::Utc::now()
                 .format("%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -116,11 +148,11 @@ pub fn load(path: &Path) -> Result<Option<Bookmark>> {
         .get("version")
         .and_then(serde_json::Value::as_u64);
     match version {
-        Some(v) if v == u64::from(VERSION) => {}
+        Some(v) if READS.iter().any(|r| u64::from(*r) == v) => {}
         Some(v) => {
             return Err(untrusted(
                 path,
-                format!("it has format version {v}; this build reads version {VERSION}"),
+                format!("it has format version {v}; this build reads versions 1 and {VERSION}"),
             ))
         }
         None => {
@@ -214,6 +246,31 @@ mod tests {
             "{text}"
         );
         assert!(!temp_path(&path).exists());
+    }
+
+    #[test]
+    fn version_1_files_are_read_and_catch_up_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b");
+        let v1 = r#"{"version": 1, "sourceSetName": "rs0", "phase": "oplogSync",
+            "ts": {"t": 5, "i": 6}, "writtenBy": "mongomirror-rs 0.1.0", "savedAt": "x"}"#;
+        fs::write(&path, v1).unwrap();
+        let b = load(&path).unwrap().unwrap();
+        assert_eq!((b.version, b.timestamp(), b.catch_up), (1, ts(5, 6), None));
+
+        let mut b = Bookmark::new("rs0", Phase::OplogSync, ts(7, 1), None);
+        b.catch_up = Some(CatchUp {
+            until: ts(9, 2).into(),
+            relaxed_indexes: vec![IndexRef {
+                ns: "app.users".into(),
+                name: "email_1".into(),
+            }],
+        });
+        save(&path, &b).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"version\": 2"), "{text}");
+        assert!(text.contains("\"relaxedIndexes\""), "{text}");
+        assert_eq!(load(&path).unwrap(), Some(b));
     }
 
     #[test]

@@ -40,8 +40,18 @@ pub async fn source_specs(
     ns: &Namespace,
     rules: SpecRules,
 ) -> Result<Vec<Document>> {
+    // Dropped on the source since the survey: the oplog stage replays the drop.
+    Ok(list_indexes(source, ns, "source")
+        .await?
+        .into_iter()
+        .filter_map(|spec| build_spec(spec, rules))
+        .collect())
+}
+
+/// The index specs of a collection on one side; none if the collection does not exist.
+async fn list_indexes(client: &Client, ns: &Namespace, side: &str) -> Result<Vec<Document>> {
     let listed: mongodb::error::Result<Vec<Document>> = async {
-        source
+        client
             .database(&ns.db)
             .run_cursor_command(doc! { "listIndexes": &ns.coll })
             .await?
@@ -50,16 +60,12 @@ pub async fn source_specs(
     }
     .await;
     match listed {
-        Ok(specs) => Ok(specs
-            .into_iter()
-            .filter_map(|spec| build_spec(spec, rules))
-            .collect()),
-        // Dropped on the source since the survey: the oplog stage replays the drop.
+        Ok(specs) => Ok(specs),
         Err(e) if matches!(e.kind.as_ref(), ErrorKind::Command(c) if c.code == NAMESPACE_NOT_FOUND) => {
             Ok(Vec::new())
         }
         Err(e) => {
-            Err(Failure::runtime(format!("cannot list the indexes of {ns} on the source")).cause(e))
+            Err(Failure::runtime(format!("cannot list the indexes of {ns} on the {side}")).cause(e))
         }
     }
 }
@@ -79,19 +85,50 @@ pub fn build_spec(mut spec: Document, rules: SpecRules) -> Option<Document> {
     Some(spec)
 }
 
-/// Builds every index of a source collection on the destination with one `createIndexes`;
-/// returns how many were built.
+/// What [`restore`] built.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Indexes built.
+    pub built: usize,
+    /// The names of the unique ones among them, built without `unique` for now.
+    pub relaxed: Vec<String>,
+}
+
+/// Builds every index of a source collection on the destination with one `createIndexes`.
+///
+/// Unique indexes are built without `unique`: the copy is fuzzy, so until oplog sync has caught
+/// up with it, two documents may hold one unique value for a while ([`crate::oplog::catchup`]
+/// converts them afterwards).
 pub async fn restore(
     source: &Client,
     destination: &Client,
     ns: &Namespace,
     rules: SpecRules,
-) -> Result<usize> {
-    let specs = source_specs(source, ns, rules).await?;
+) -> Result<Restored> {
+    let mut specs = source_specs(source, ns, rules).await?;
     if specs.is_empty() {
-        return Ok(0);
+        return Ok(Restored::default());
     }
+    // An index the destination already has (a collection kept by the restart rules) stays as
+    // it is: replay then meets its duplicates as conflicts instead.
+    let existing = list_indexes(destination, ns, "destination").await?;
+    let relaxed: Vec<String> = specs
+        .iter_mut()
+        .filter(|spec| {
+            !existing
+                .iter()
+                .any(|e| e.get_str("name").is_ok() && e.get_str("name") == spec.get_str("name"))
+        })
+        .filter_map(|spec| {
+            crate::oplog::catchup::relax(spec)
+                .then(|| spec.get_str("name").unwrap_or_default().to_string())
+        })
+        .collect();
     let count = specs.len();
+    let restored = Restored {
+        built: count,
+        relaxed,
+    };
     let db = destination.database(&ns.db);
     let started = Instant::now();
     info!(
@@ -106,7 +143,7 @@ pub async fn restore(
             "createIndexes for collection: `{ns}`, finished in {:.3}s",
             started.elapsed().as_secs_f64()
         );
-        return Ok(count);
+        return Ok(restored);
     };
     warn!("createIndexes for collection `{ns}` failed: {error}. retrying each index build individually");
     let mut failure: Option<Failure> = None;
@@ -127,7 +164,7 @@ pub async fn restore(
                 "createIndexes for collection: `{ns}`, finished in {:.3}s",
                 started.elapsed().as_secs_f64()
             );
-            Ok(count)
+            Ok(restored)
         }
     }
 }

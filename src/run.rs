@@ -5,13 +5,14 @@ use std::sync::Arc;
 use mongodb::bson::Timestamp;
 use tracing::{error, info, warn};
 
-use crate::bookmark::{self, Bookmark, Phase};
+use crate::bookmark::{self, Bookmark, CatchUp, Phase};
 use crate::catalog::{self, SourceCollection};
 use crate::cli::Options;
 use crate::connect::{self, Connected};
 use crate::copy;
 use crate::error::Result;
 use crate::oplog;
+use crate::oplog::catchup::CatchingUp;
 use crate::preflight;
 use crate::shutdown::{self, Shutdown};
 use crate::status::{Stage, Status};
@@ -122,24 +123,28 @@ impl Run<'_> {
         .await
     }
 
-    /// Replays the spool, then live entries, until stopped.
-    async fn oplog_sync(&self, sync: OplogSync) -> Result<()> {
+    /// Replays the spool, then live entries, until stopped; first catching up with the copy
+    /// when `catch_up` says so.
+    async fn oplog_sync(&self, sync: OplogSync, catch_up: Option<CatchUp>) -> Result<()> {
         self.status
             .set_stage(Stage::OplogSync, "applying oplog entries");
+        let catching = catch_up.map(|mark| {
+            CatchingUp::new(mark, self.source.client.clone(), &self.destination.version)
+        });
         sync.run(
             &self.source.client,
             self.destination.client.clone(),
             self.options,
             &self.set_name,
+            catching,
         )
         .await
     }
 
-    fn save(&self, phase: Phase, ts: Timestamp) -> Result<()> {
-        bookmark::save(
-            &self.options.bookmark_file,
-            &Bookmark::new(&self.set_name, phase, ts, None),
-        )
+    fn save(&self, phase: Phase, ts: Timestamp, catch_up: Option<CatchUp>) -> Result<()> {
+        let mut saved = Bookmark::new(&self.set_name, phase, ts, None);
+        saved.catch_up = catch_up;
+        bookmark::save(&self.options.bookmark_file, &saved)
     }
 
     /// Resumes oplog sync from a bookmark: no copy.
@@ -157,8 +162,14 @@ impl Run<'_> {
             "resuming oplog sync from the bookmark at {}:{}; no initial sync",
             from.time, from.increment
         );
+        if let Some(c) = &saved.catch_up {
+            info!(
+                "oplog sync is still catching up with the initial sync, up to {}:{}",
+                c.until.t, c.until.i
+            );
+        }
         let sync = self.open_tail(from).await?;
-        self.oplog_sync(sync).await
+        self.oplog_sync(sync, saved.catch_up.clone()).await
     }
 
     /// A fresh run: preflight, then initial sync while the oplog is spooled, then oplog sync.
@@ -198,7 +209,7 @@ impl Run<'_> {
 
         // The tail opens before the first document is read, so the two halves join without a gap.
         let sync = self.open_tail(start_ts).await?;
-        self.save(Phase::InitialSync, start_ts)?;
+        self.save(Phase::InitialSync, start_ts, None)?;
         self.status
             .set_stage(Stage::InitialSync, "copying collections");
         let copied = tokio::select! {
@@ -208,9 +219,15 @@ impl Run<'_> {
                 return Ok(());
             }
         };
+        // Replay up to the newest entry of now may meet documents the copy read in a later
+        // state: that is the catch-up (see oplog::catchup).
+        let catch_up = CatchUp {
+            until: oplog::newest_timestamp(&source.client).await?.into(),
+            relaxed_indexes: copied.relaxed_indexes,
+        };
         // From here a restart resumes: replaying from the starting point is idempotent.
-        self.save(Phase::OplogSync, copied.start_ts)?;
-        self.oplog_sync(sync).await
+        self.save(Phase::OplogSync, copied.start_ts, Some(catch_up.clone()))?;
+        self.oplog_sync(sync, Some(catch_up)).await
     }
 }
 

@@ -270,6 +270,12 @@ impl Spool {
         }
     }
 
+    /// Whether no entry waits, in memory or on disk.
+    pub fn is_empty(&self) -> bool {
+        let inner = self.lock();
+        inner.memory.is_empty() && inner.disk_entries == 0
+    }
+
     /// Current sizes.
     pub fn stats(&self) -> SpoolStats {
         let inner = self.lock();

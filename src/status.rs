@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::bookmark::CatchUp;
 use crate::error::{Failure, Result};
 
 /// The largest request head the server reads.
@@ -86,6 +87,7 @@ struct State {
     applied: AppliedOps,
     spool_bytes: u64,
     bookmark_saved: Option<Instant>,
+    catch_up: Option<(CatchUp, usize)>,
 }
 
 /// The run's status, shared by every stage and the server.
@@ -114,6 +116,7 @@ impl Default for Status {
                 applied: AppliedOps::default(),
                 spool_bytes: 0,
                 bookmark_saved: None,
+                catch_up: None,
             }),
         }
     }
@@ -169,6 +172,12 @@ impl Status {
         self.lock().spool_bytes = bytes;
     }
 
+    /// Records whether oplog sync still catches up with the copy: its mark, and how many
+    /// documents wait to be read again from the source.
+    pub fn set_catch_up(&self, catch_up: Option<(CatchUp, usize)>) {
+        self.lock().catch_up = catch_up;
+    }
+
     /// Notes that the bookmark was just saved.
     pub fn bookmark_saved(&self) {
         self.lock().bookmark_saved = Some(Instant::now());
@@ -203,10 +212,25 @@ impl Status {
                 );
             }
         }
+        if let (Stage::OplogSync, Some((mark, waiting))) = (s.stage, &s.catch_up) {
+            details.insert(
+                "catchUpUntilTimestamp".into(),
+                json!(packed(mark.until.into())),
+            );
+            details.insert(
+                "uniqueIndexesPending".into(),
+                json!(mark.relaxed_indexes.len()),
+            );
+            details.insert("conflictingDocumentsPending".into(), json!(waiting));
+        }
         let mut out = Map::new();
         out.insert("stage".into(), json!(s.stage.as_str()));
-        if !s.phase.is_empty() {
-            out.insert("phase".into(), json!(s.phase));
+        let phase = match (s.stage, &s.catch_up) {
+            (Stage::OplogSync, Some(_)) => "catching up with the initial sync",
+            _ => s.phase.as_str(),
+        };
+        if !phase.is_empty() {
+            out.insert("phase".into(), json!(phase));
         }
         out.insert("details".into(), Value::Object(details));
         if let Some(e) = &s.error {
@@ -393,6 +417,32 @@ mod tests {
         assert!(j["details"].get("db.c").is_none());
         assert_eq!(j["lagSeconds"], 3);
         assert_eq!(j["errorMessage"], "Failed: boom   hint: fix");
+    }
+
+    #[test]
+    fn catching_up_with_the_copy_shows_what_waits() {
+        let s = Status::default();
+        s.set_stage(Stage::OplogSync, "applying oplog entries");
+        let mark = CatchUp {
+            until: crate::bookmark::Position { t: 5, i: 2 },
+            relaxed_indexes: vec![crate::bookmark::IndexRef {
+                ns: "app.users".into(),
+                name: "email_1".into(),
+            }],
+        };
+        s.set_catch_up(Some((mark, 3)));
+        let j = s.json();
+        assert_eq!(j["phase"], "catching up with the initial sync");
+        assert_eq!(
+            j["details"]["catchUpUntilTimestamp"],
+            json!((5i64 << 32) | 2)
+        );
+        assert_eq!(j["details"]["uniqueIndexesPending"], 1);
+        assert_eq!(j["details"]["conflictingDocumentsPending"], 3);
+        s.set_catch_up(None);
+        let j = s.json();
+        assert_eq!(j["phase"], "applying oplog entries");
+        assert!(j["details"].get("uniqueIndexesPending").is_none());
     }
 
     #[test]

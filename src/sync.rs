@@ -14,11 +14,12 @@ use mongodb::bson::Timestamp;
 use mongodb::Client;
 use tracing::info;
 
-use crate::bookmark::{self, Bookmark, Phase};
+use crate::bookmark::{self, Bookmark, CatchUp, Phase};
 use crate::cli::Options;
 use crate::error::{Failure, Result};
 use crate::indexes::SpecRules;
 use crate::oplog::apply::{Applier, ApplyOptions, DEFAULT_WRITERS, MAX_BATCH_BYTES};
+use crate::oplog::catchup::CatchingUp;
 use crate::shutdown::Shutdown;
 use crate::spool::{Spool, SpoolStats};
 use crate::status::{AppliedOps, Status};
@@ -101,6 +102,7 @@ impl OplogSync {
         destination: Client,
         options: &Options,
         set_name: &str,
+        catch_up: Option<CatchingUp>,
     ) -> Result<()> {
         let stats = self.spool.stats();
         info!(
@@ -126,6 +128,9 @@ impl OplogSync {
         };
         let mut applier = Applier::new(destination, options.filter.clone(), apply_options);
         applier.resume_after(self.start);
+        if let Some(catching) = catch_up {
+            applier.catch_up(catching);
+        }
         let saver = Arc::new(Mutex::new(Saver {
             path: options.bookmark_file.clone(),
             set_name: set_name.to_string(),
@@ -135,7 +140,7 @@ impl OplogSync {
         }));
         applier.on_checkpoint(Box::new({
             let saver = saver.clone();
-            move |cp| lock(&saver).save(cp.ts, cp.term)
+            move |cp, catch_up| lock(&saver).save(cp.ts, cp.term, catch_up)
         }));
         let outcome = self
             .apply(&mut applier, apply_options.batch_entries, &applied, &saver)
@@ -143,7 +148,7 @@ impl OplogSync {
         lag.abort();
         // Whatever happened, keep the furthest safe position.
         if let Some(cp) = applier.checkpoint() {
-            lock(&saver).save(cp.ts, cp.term)?;
+            lock(&saver).save(cp.ts, cp.term, applier.catch_up_mark())?;
         }
         let s = applier.stats();
         info!(
@@ -190,6 +195,14 @@ impl OplogSync {
                 applier.push(entry).await.map_err(Failure::from)?;
             }
             applier.flush().await.map_err(Failure::from)?;
+            if self.spool.is_empty() {
+                applier.settle().await.map_err(Failure::from)?;
+            }
+            self.status.set_catch_up(
+                applier
+                    .catch_up_mark()
+                    .map(|mark| (mark, applier.conflicts_waiting())),
+            );
             let s = applier.stats();
             self.status.set_applied(AppliedOps {
                 writes: s.writes,
@@ -203,7 +216,7 @@ impl OplogSync {
                 self.status.set_positions(Some(cp.ts), None, None);
                 let mut saver = lock(saver);
                 if saver.due() {
-                    saver.save(cp.ts, cp.term)?;
+                    saver.save(cp.ts, cp.term, applier.catch_up_mark())?;
                 }
             }
         }
@@ -219,7 +232,7 @@ fn lock(saver: &Mutex<Saver>) -> std::sync::MutexGuard<'_, Saver> {
 struct Saver {
     path: PathBuf,
     set_name: String,
-    last: Option<Timestamp>,
+    last: Option<(Timestamp, Option<CatchUp>)>,
     at: Option<Instant>,
     status: Arc<Status>,
 }
@@ -229,15 +242,15 @@ impl Saver {
         self.at.is_none_or(|t| t.elapsed() >= BOOKMARK_INTERVAL)
     }
 
-    fn save(&mut self, ts: Timestamp, term: Option<i64>) -> Result<()> {
-        if self.last == Some(ts) {
+    fn save(&mut self, ts: Timestamp, term: Option<i64>, catch_up: Option<CatchUp>) -> Result<()> {
+        let state = (ts, catch_up);
+        if self.last.as_ref() == Some(&state) {
             return Ok(());
         }
-        bookmark::save(
-            &self.path,
-            &Bookmark::new(&self.set_name, Phase::OplogSync, ts, term),
-        )?;
-        self.last = Some(ts);
+        let mut saved = Bookmark::new(&self.set_name, Phase::OplogSync, ts, term);
+        saved.catch_up = state.1.clone();
+        bookmark::save(&self.path, &saved)?;
+        self.last = Some(state);
         self.at = Some(Instant::now());
         self.status.bookmark_saved();
         Ok(())

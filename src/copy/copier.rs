@@ -28,9 +28,11 @@ use super::progress::{CollectionProgress, Progress};
 use super::ranges::IdRange;
 use super::writer;
 use super::CopyError;
+use crate::bookmark::IndexRef;
 use crate::cli::Namespace;
 use crate::error::{Failure, Result};
 use crate::indexes;
+use crate::oplog::catchup::index_ref;
 
 /// Bytes a source batch aims at; the server stops a batch at 16 MiB in any case.
 pub const READ_BATCH_BYTES: u64 = 2 * 1024 * 1024;
@@ -139,6 +141,8 @@ pub struct Context {
     pub progress: Arc<Progress>,
     /// How indexes are built after each collection; `None` with `--noIndexRestore`.
     pub index_restore: Option<indexes::SpecRules>,
+    /// Unique indexes built without `unique`, for oplog sync to convert.
+    pub relaxed: Mutex<Vec<IndexRef>>,
 }
 
 /// Runs every task on `workers` workers; the first failure stops the others.
@@ -194,7 +198,14 @@ async fn finish(context: &Context, job: &Job, progress: &Arc<CollectionProgress>
     );
     let built = match context.index_restore {
         Some(rules) => {
-            indexes::restore(&context.source, &context.destination, &job.ns, rules).await?
+            let restored =
+                indexes::restore(&context.source, &context.destination, &job.ns, rules).await?;
+            context
+                .relaxed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(restored.relaxed.iter().map(|name| index_ref(&job.ns, name)));
+            restored.built
         }
         None => 0,
     };

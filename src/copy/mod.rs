@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use mongodb::bson::{doc, Document, Timestamp};
 use tracing::{info, warn};
 
+use crate::bookmark::IndexRef;
 use crate::catalog::SourceCollection;
 use crate::cli::Options;
 use crate::connect::Connected;
@@ -51,6 +52,8 @@ pub struct CopyOutcome {
     pub bytes: u64,
     /// Wall time of the whole stage.
     pub elapsed: Duration,
+    /// Unique indexes built without `unique` until oplog sync has caught up with the copy.
+    pub relaxed_indexes: Vec<IndexRef>,
 }
 
 /// A failed read or write of the copy, and whether doing it again may succeed.
@@ -132,12 +135,19 @@ pub async fn run(
         index_restore: (!options.no_index_restore).then_some(crate::indexes::SpecRules {
             ttl_without_expiry: options.ttl_without_expiry,
         }),
+        relaxed: std::sync::Mutex::new(Vec::new()),
     });
     if options.no_index_restore {
         info!("--noIndexRestore: indexes are not built");
     }
-    copier::run(context, tasks, workers).await?;
+    copier::run(context.clone(), tasks, workers).await?;
     drop(ticker);
+    let relaxed_indexes = std::mem::take(
+        &mut *context
+            .relaxed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
 
     let (documents, bytes) = jobs
         .iter()
@@ -150,6 +160,7 @@ pub async fn run(
         documents,
         bytes,
         elapsed: began.elapsed(),
+        relaxed_indexes,
     };
     let seconds = outcome.elapsed.as_secs_f64();
     info!(

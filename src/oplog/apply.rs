@@ -29,12 +29,14 @@ use futures::future::try_join_all;
 use mongodb::bson::raw::{RawBsonRef, RawDocument};
 use mongodb::bson::{doc, Document, RawDocumentBuf, Timestamp};
 use mongodb::Client;
-use tracing::warn;
+use tracing::{info, warn};
 
+use super::catchup::CatchingUp;
 use super::diff::DiffError;
 use super::entry::{self, Command, EntryError, Kind, Op, OpTime, Skip, Txn, TxnKey, Update};
 use super::writer::{self, Change, DocOp, NsInfo, Patch};
 use super::{ddl, dest, id};
+use crate::bookmark::CatchUp;
 use crate::cli::{Namespace, NamespaceFilter, DEFAULT_OPLOG_BATCH_SIZE};
 use crate::error::Failure;
 use crate::indexes::SpecRules;
@@ -128,6 +130,48 @@ pub enum ApplyError {
         /// The entry that changed it.
         ts: String,
     },
+    /// A source read failed (after retries, for transient failures).
+    #[error("the {what} on {ns} failed on the source")]
+    Source {
+        /// The command.
+        what: String,
+        /// The namespace.
+        ns: String,
+        /// The driver's error.
+        #[source]
+        source: Box<mongodb::error::Error>,
+    },
+    /// After catch-up, a write met a duplicate key: the destination differs from the source.
+    #[error("the destination refused a write to {ns} _id {id}: it collides on unique index {index} with a document the source does not have ({message})")]
+    UniqueConflict {
+        /// The namespace.
+        ns: String,
+        /// The index.
+        index: String,
+        /// The document's `_id`.
+        id: String,
+        /// The server's message.
+        message: String,
+    },
+    /// Converting an index to unique at the end of catch-up failed.
+    #[error("cannot make index {index} of {ns} unique on the destination")]
+    UniqueIndex {
+        /// The namespace.
+        ns: String,
+        /// The index.
+        index: String,
+        /// The driver's error.
+        #[source]
+        source: Box<mongodb::error::Error>,
+    },
+    /// More documents met a duplicate key while catching up than replay keeps track of.
+    #[error(
+        "more than {limit} bytes of documents met a duplicate key while catching up with the copy"
+    )]
+    TooManyConflicts {
+        /// The limit.
+        limit: usize,
+    },
     /// The checkpoint taken around a DDL command could not be saved.
     #[error("{0}")]
     Checkpoint(Box<Failure>),
@@ -155,6 +199,12 @@ impl From<ApplyError> for Failure {
             }
             ApplyError::FcvChanged { .. } => {
                 Some("finish the FCV change on the source (and the destination), then rerun with --forceDump")
+            }
+            ApplyError::UniqueConflict { .. } | ApplyError::UniqueIndex { .. } => {
+                Some("something other than mongomirror wrote to the destination: compare the document on both sides, then start over with --forceDump --drop")
+            }
+            ApplyError::TooManyConflicts { .. } => {
+                Some("unique values moved between a great many documents during the copy: rerun with --forceDump --drop when the source is quieter")
             }
             _ => None,
         };
@@ -217,8 +267,8 @@ pub struct ApplyStats {
     pub writes: u64,
     /// Partial updates of documents missing on the destination, skipped (never upserted).
     pub missing: u64,
-    /// Writes skipped because a unique value was still held by a document whose copy is newer
-    /// than the replay position; later entries settle them.
+    /// Writes that met a duplicate key while catching up with the copy; their documents are
+    /// read again from the source ([`super::catchup`]).
     pub conflicts: u64,
     /// Operations not replayed: no-ops, internal namespaces, filtered out, aborted.
     pub skipped: u64,
@@ -331,14 +381,18 @@ pub struct Applier {
     stats: ApplyStats,
     /// Entries at or below this position are already applied on the destination.
     resume: Option<Timestamp>,
-    /// Called with the checkpoint just before and just after every DDL command.
+    /// Called with the checkpoint just before and just after every DDL command, and whenever
+    /// catch-up moves on.
     on_checkpoint: Option<CheckpointHook>,
     /// The last checkpoint handed to `on_checkpoint`.
-    handed: Option<OpTime>,
+    handed: Option<(OpTime, Option<CatchUp>)>,
+    /// While replay catches up with the copy ([`super::catchup`]).
+    catching: Option<CatchingUp>,
 }
 
-/// Saves a checkpoint durably (the bookmark) when [`Applier`] asks for one.
-pub type CheckpointHook = Box<dyn FnMut(OpTime) -> Result<(), Failure> + Send>;
+/// Saves a checkpoint durably (the bookmark, with the catch-up state it must keep) when
+/// [`Applier`] asks for one.
+pub type CheckpointHook = Box<dyn FnMut(OpTime, Option<CatchUp>) -> Result<(), Failure> + Send>;
 
 impl Applier {
     /// An applier writing to `destination` (whose client should use majority write concern;
@@ -360,6 +414,79 @@ impl Applier {
             resume: None,
             on_checkpoint: None,
             handed: None,
+            catching: None,
+        }
+    }
+
+    /// Starts replay in catch-up with a copy ([`super::catchup`]).
+    pub fn catch_up(&mut self, catching: CatchingUp) {
+        self.catching = Some(catching);
+    }
+
+    /// The catch-up state a bookmark must keep, while replay catches up.
+    pub fn catch_up_mark(&self) -> Option<CatchUp> {
+        self.catching.as_ref().map(|c| c.mark.clone())
+    }
+
+    /// Documents that met a duplicate key and wait to be read again from the source.
+    pub fn conflicts_waiting(&self) -> usize {
+        self.catching.as_ref().map_or(0, |c| c.conflicts.len())
+    }
+
+    /// Says that the reader has nothing more for now: if every entry up to the end of the
+    /// copy is applied, catch-up ends here rather than at the next entry (an idle source may
+    /// send none for a while).
+    pub async fn settle(&mut self) -> Result<(), ApplyError> {
+        let until = self
+            .catching
+            .as_ref()
+            .map(|c| Timestamp::from(c.mark.until));
+        let last = self.last_pushed.map(|o| o.ts);
+        if until.is_some_and(|u| last.is_some_and(|l| l >= u)) {
+            self.flush().await?;
+            self.end_catch_up().await?;
+        }
+        Ok(())
+    }
+
+    /// Replay has applied every entry up to the end of the copy. Documents that met a duplicate
+    /// key are read again (and catch-up goes on to the new horizon); when none are left, the
+    /// relaxed indexes become unique and catch-up ends.
+    async fn end_catch_up(&mut self) -> Result<(), ApplyError> {
+        let last = self.last_pushed.map(|o| o.ts);
+        loop {
+            let Some(catching) = self.catching.as_mut() else {
+                return Ok(());
+            };
+            if catching.conflicts.is_empty() {
+                catching.convert_indexes(&self.client).await?;
+                info!(
+                    "oplog sync has caught up with the initial sync (it applied every entry up to {}:{}); {} unique indexes are unique again",
+                    catching.mark.until.t,
+                    catching.mark.until.i,
+                    catching.mark.relaxed_indexes.len()
+                );
+                self.catching = None;
+                self.namespaces.clear();
+                return self.checkpoint_now();
+            }
+            catching.recheck(&self.client).await?;
+            let until = Timestamp::from(catching.mark.until);
+            let stuck = catching.conflicts.first().cloned();
+            self.checkpoint_now()?;
+            if last.is_none_or(|l| l < until) {
+                return Ok(()); // the source moved on: replay up to the new horizon first
+            }
+            if let Some(conflict) = stuck {
+                // Nothing changed on the source since, and the document written as the source
+                // holds it still collides: another document differs.
+                return Err(ApplyError::UniqueConflict {
+                    ns: conflict.ns.to_string(),
+                    index: conflict.index,
+                    id: conflict.id.to_string(),
+                    message: "it still collides after it was read again from the source".into(),
+                });
+            }
         }
     }
 
@@ -399,17 +526,18 @@ impl Applier {
     /// idempotent), not `ts > checkpoint`, unless the source is a real mongod, where every
     /// entry has its own `ts`.
     pub fn checkpoint(&self) -> Option<OpTime> {
-        match self.txns.limit() {
-            None => self.applied,
-            Some(None) => None,
-            Some(Some(before)) => self.applied.map(|applied| {
-                if applied.ts <= before.ts {
-                    applied
-                } else {
-                    before
-                }
-            }),
-        }
+        let limits = [
+            self.txns.limit(),
+            self.catching.as_ref().and_then(|c| c.floor),
+        ];
+        limits
+            .into_iter()
+            .flatten()
+            .fold(self.applied, |cp, limit| match (cp, limit) {
+                (Some(cp), Some(limit)) if limit.ts < cp.ts => Some(limit),
+                (Some(cp), Some(_)) => Some(cp),
+                _ => None,
+            })
     }
 
     /// The position of the last entry pushed, applied or not.
@@ -455,6 +583,14 @@ impl Applier {
             };
             (parsed.optime, action)
         };
+        if self
+            .catching
+            .as_ref()
+            .is_some_and(|c| optime.ts > Timestamp::from(c.mark.until))
+        {
+            self.flush().await?;
+            self.end_catch_up().await?;
+        }
         self.stats.entries += 1;
         let size = entry.as_bytes().len();
         // A commit is read again after its earlier entries were applied and left behind: at a
@@ -515,12 +651,18 @@ impl Applier {
 
     /// Hands the current checkpoint to the hook, if there is one and a new safe position.
     fn checkpoint_now(&mut self) -> Result<(), ApplyError> {
-        let checkpoint = self.checkpoint().filter(|cp| Some(*cp) != self.handed);
-        let (Some(hook), Some(cp)) = (&mut self.on_checkpoint, checkpoint) else {
+        let Some(cp) = self.checkpoint() else {
             return Ok(());
         };
-        hook(cp).map_err(|f| ApplyError::Checkpoint(Box::new(f)))?;
-        self.handed = Some(cp);
+        let state = (cp, self.catch_up_mark());
+        if self.handed.as_ref() == Some(&state) {
+            return Ok(());
+        }
+        let Some(hook) = &mut self.on_checkpoint else {
+            return Ok(());
+        };
+        hook(state.0, state.1.clone()).map_err(|f| ApplyError::Checkpoint(Box::new(f)))?;
+        self.handed = Some(state);
         Ok(())
     }
 
@@ -533,6 +675,7 @@ impl Applier {
     /// Applies everything queued; afterwards [`Applier::checkpoint`] covers every entry pushed
     /// except those of transactions still open.
     pub async fn flush(&mut self) -> Result<(), ApplyError> {
+        let before = self.checkpoint();
         let pending = std::mem::take(&mut self.pending);
         self.pending_entries = 0;
         self.pending_bytes = 0;
@@ -570,6 +713,12 @@ impl Applier {
         }
         self.run(steps).await?;
         self.applied = self.last_pushed;
+        if let Some(c) = self.catching.as_mut() {
+            if !c.conflicts.is_empty() && c.floor.is_none() {
+                // A restart must meet these documents' entries again.
+                c.floor = Some(before);
+            }
+        }
         Ok(())
     }
 
@@ -669,7 +818,15 @@ impl Applier {
                 Step::Barrier => self.apply_crud(std::mem::take(&mut crud)).await?,
                 Step::Command(command) => {
                     self.apply_crud(std::mem::take(&mut crud)).await?;
-                    ddl::apply(&self.client, &self.filter, self.options.indexes, &command).await?;
+                    let relaxed = self.catching.as_mut().map(|c| &mut c.mark.relaxed_indexes);
+                    ddl::apply(
+                        &self.client,
+                        &self.filter,
+                        self.options.indexes,
+                        relaxed,
+                        &command,
+                    )
+                    .await?;
                     self.namespaces.clear();
                     self.stats.commands += 1;
                 }
@@ -691,17 +848,20 @@ impl Applier {
         }
         let lanes = lanes(ops, &self.namespaces, self.options.writers);
         let (client, namespaces) = (&self.client, &self.namespaces);
-        let outcomes = try_join_all(
-            lanes
-                .iter()
-                .filter(|(ops, _)| !ops.is_empty())
-                .map(|(ops, ordered)| writer::run_lane(client, ops, *ordered, namespaces)),
-        )
+        let catching_up = self.catching.is_some();
+        let outcomes = try_join_all(lanes.iter().filter(|(ops, _)| !ops.is_empty()).map(
+            |(ops, ordered)| writer::run_lane(client, ops, *ordered, namespaces, catching_up),
+        ))
         .await?;
         for o in outcomes {
             self.stats.writes += o.writes;
             self.stats.missing += o.missing;
-            self.stats.conflicts += o.conflicts;
+            self.stats.conflicts += o.conflicts.len() as u64;
+            if let Some(c) = self.catching.as_mut() {
+                for conflict in o.conflicts {
+                    c.conflicts.add(conflict)?;
+                }
+            }
         }
         Ok(())
     }

@@ -12,8 +12,9 @@ use mongodb::Client;
 use tracing::{info, warn};
 
 use super::apply::ApplyError;
-use super::dest;
 use super::entry::{Command, IndexSpecs, Update};
+use super::{catchup, dest};
+use crate::bookmark::IndexRef;
 use crate::cli::{Namespace, NamespaceFilter};
 use crate::error::server_code;
 use crate::indexes::{build_spec, SpecRules};
@@ -36,11 +37,15 @@ const VALIDATION: &[&str] = &["validator", "validationLevel", "validationAction"
 /// Index spec fields that newer servers reject or ignore (`entryFormat` is SecantusDB's own).
 const INDEX_IGNORED: &[&str] = &["ns", "background", "entryFormat"];
 
-/// Applies one DDL command to the destination.
+/// Applies one DDL command to the destination. While replay catches up with the copy,
+/// `relaxed` lists the unique indexes that are not unique yet: index builds and `collMod`s
+/// that would make an index unique are held back and listed there, and a rename moves the
+/// entries of its collection ([`super::catchup`]).
 pub(super) async fn apply(
     client: &Client,
     filter: &NamespaceFilter,
     index_rules: Option<SpecRules>,
+    relaxed: Option<&mut Vec<IndexRef>>,
     command: &Command<'_>,
 ) -> Result<(), ApplyError> {
     match command {
@@ -52,6 +57,13 @@ pub(super) async fn apply(
             to,
             drop_target,
         } => {
+            if let Some(relaxed) = relaxed {
+                let (from_ns, to_ns) = (from.to_string(), to.to_string());
+                relaxed.retain(|i| i.ns != to_ns);
+                for index in relaxed.iter_mut().filter(|i| i.ns == from_ns) {
+                    index.ns = to_ns.clone();
+                }
+            }
             match (filter.wants(from), filter.wants(to)) {
                 (true, true) => rename(client, from, to, *drop_target).await,
                 // Renamed out of the migration: on the destination it simply goes away.
@@ -70,10 +82,18 @@ pub(super) async fn apply(
                 info!("{ns}: an index build is not replayed (--noIndexRestore)");
                 return Ok(());
             };
-            let specs: Vec<Document> = index_specs(specs, ns)?
+            let mut specs: Vec<Document> = index_specs(specs, ns)?
                 .into_iter()
                 .filter_map(|spec| build_spec(spec, rules))
                 .collect();
+            if let Some(relaxed) = relaxed {
+                for spec in &mut specs {
+                    if catchup::relax(spec) {
+                        let name = spec.get_str("name").unwrap_or_default();
+                        relaxed.push(catchup::index_ref(ns, name));
+                    }
+                }
+            }
             if specs.is_empty() {
                 return Ok(());
             }
@@ -97,7 +117,12 @@ pub(super) async fn apply(
         }
         // A missing collection or index on the destination means a later entry dropped it.
         Command::CollMod { ns, o } => {
-            let body = without(o, COLLMOD_IGNORED, ns)?;
+            let mut body = without(o, COLLMOD_IGNORED, ns)?;
+            if let Some(relaxed) = relaxed {
+                if hold_back_uniqueness(&mut body, ns, relaxed) {
+                    return Ok(());
+                }
+            }
             let sets_ttl = body
                 .get_document("index")
                 .is_ok_and(|i| i.contains_key("expireAfterSeconds"));
@@ -132,6 +157,32 @@ pub(super) async fn apply(
             run(client, ns, doc! { "drop": &ns.coll }, &[NS_NOT_FOUND]).await
         }
     }
+}
+
+/// While catching up, a `collMod` that makes an index unique (`prepareUnique`, `unique`) is
+/// held back and the index listed as relaxed; `forceNonUnique` takes it off the list. Returns
+/// whether nothing is left of the command.
+fn hold_back_uniqueness(body: &mut Document, ns: &Namespace, relaxed: &mut Vec<IndexRef>) -> bool {
+    let Ok(index) = body.get_document_mut("index") else {
+        return false;
+    };
+    let name = index.get_str("name").unwrap_or_default().to_string();
+    let mut unique = false;
+    for key in ["unique", "prepareUnique"] {
+        unique |= index.remove(key).is_some_and(|v| v.as_bool() == Some(true));
+    }
+    let force_non_unique = index.remove("forceNonUnique").is_some();
+    let index_left = index.keys().any(|k| k != "name" && k != "keyPattern");
+    let entry = catchup::index_ref(ns, &name);
+    if unique && !relaxed.contains(&entry) {
+        relaxed.push(entry);
+    } else if force_non_unique {
+        relaxed.retain(|i| *i != entry);
+    }
+    if !index_left {
+        body.remove("index");
+    }
+    body.len() == 1
 }
 
 /// Creates a collection. If it exists (an implicit creation by an earlier insert, or a replayed
@@ -407,4 +458,37 @@ fn index_specs(specs: &IndexSpecs<'_>, ns: &Namespace) -> Result<Vec<Document>, 
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniqueness_is_held_back_while_catching_up() {
+        let ns = Namespace::new("app", "c");
+        let mut relaxed = Vec::new();
+        let mut only = doc! { "collMod": "c", "index": { "name": "e_1", "prepareUnique": true } };
+        assert!(hold_back_uniqueness(&mut only, &ns, &mut relaxed));
+        assert_eq!(relaxed, vec![catchup::index_ref(&ns, "e_1")]);
+        // Other changes in the same command still apply.
+        let mut mixed = doc! {
+            "collMod": "c", "validator": { "a": 1 },
+            "index": { "name": "e_1", "unique": true, "hidden": true },
+        };
+        assert!(!hold_back_uniqueness(&mut mixed, &ns, &mut relaxed));
+        assert_eq!(
+            mixed,
+            doc! { "collMod": "c", "validator": { "a": 1 }, "index": { "name": "e_1", "hidden": true } }
+        );
+        assert_eq!(relaxed.len(), 1, "listed once");
+        let mut undo = doc! { "collMod": "c", "index": { "name": "e_1", "forceNonUnique": true } };
+        assert!(hold_back_uniqueness(&mut undo, &ns, &mut relaxed));
+        assert!(relaxed.is_empty());
+        let mut ttl = doc! { "collMod": "c", "index": { "name": "t_1", "expireAfterSeconds": 5 } };
+        assert!(!hold_back_uniqueness(&mut ttl, &ns, &mut relaxed));
+        assert!(ttl
+            .get_document("index")
+            .is_ok_and(|i| i.contains_key("expireAfterSeconds")));
+    }
 }

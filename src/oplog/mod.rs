@@ -4,6 +4,8 @@
 //! - [`diff`]: partial updates (`$v:2` doc-diffs, change-stream shaped diffs) applied exactly.
 //! - [`apply`]: entries turned into idempotent writes on the destination, batched and spread
 //!   over writers, with transactions assembled and applied at their commit.
+//! - [`catchup`]: the rules while replay catches up with a fuzzy copy: unique indexes made
+//!   unique only afterwards, and documents that met a duplicate key read again from the source.
 //!
 //! Positions always come from `local.oplog.rs` itself, never from `hello.lastWrite`, which some
 //! servers synthesize: the newest entry by `$natural` order is the last write, and the oldest one
@@ -15,6 +17,7 @@ use mongodb::Client;
 use crate::error::{Failure, Result};
 
 pub mod apply;
+pub mod catchup;
 mod ddl;
 mod dest;
 pub mod diff;

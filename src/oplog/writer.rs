@@ -33,9 +33,10 @@ use std::collections::HashMap;
 use mongodb::bson::raw::{RawArrayBuf, RawBsonRef, RawDocument};
 use mongodb::bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
 use mongodb::Client;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::apply::ApplyError;
+use super::catchup::Conflict;
 use super::diff::{DiffError, DocDiff, FieldChanges};
 use super::{dest, id};
 use crate::cli::Namespace;
@@ -135,14 +136,14 @@ impl NsInfo {
 }
 
 /// What a lane did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 pub(super) struct LaneOutcome {
     /// Write statements sent.
     pub writes: u64,
     /// Partial updates of documents missing on the destination, skipped.
     pub missing: u64,
-    /// Writes skipped because they collided on a unique index (see [`send_command`]).
-    pub conflicts: u64,
+    /// Writes that met a duplicate key while catching up (see [`super::catchup`]).
+    pub conflicts: Vec<Conflict>,
 }
 
 /// What this lane knows about a document's current content on the destination.
@@ -242,6 +243,7 @@ pub(super) async fn run_lane(
     ops: &[DocOp<'_>],
     ordered: bool,
     info: &HashMap<Namespace, NsInfo>,
+    catching_up: bool,
 ) -> Result<LaneOutcome, ApplyError> {
     let collated = |ns: &Namespace| info.get(ns).is_some_and(|i| i.collated);
     let keys: Vec<Vec<u8>> = ops.iter().map(|op| id::key(op.id)).collect();
@@ -358,10 +360,10 @@ pub(super) async fn run_lane(
         rounds(writes, tracks.into_values())
     };
     for sequence in sequences {
-        let done = send(client, ops, sequence, ordered, &collated).await?;
+        let done = send(client, ops, sequence, ordered, &collated, catching_up).await?;
         outcome.writes += done.writes;
         outcome.missing += done.missing;
-        outcome.conflicts += done.conflicts;
+        outcome.conflicts.extend(done.conflicts);
     }
     Ok(outcome)
 }
@@ -468,6 +470,7 @@ async fn send(
     mut writes: Vec<(usize, Write<'_, '_>)>,
     ordered: bool,
     collated: &impl Fn(&Namespace) -> bool,
+    catching_up: bool,
 ) -> Result<LaneOutcome, ApplyError> {
     if !ordered {
         writes.sort_by(|(a, wa), (b, wb)| {
@@ -482,7 +485,7 @@ async fn send(
         });
         if !continues && !run.is_empty() {
             let ns = &ops[run[0].0].ns;
-            let mut sender = Sender::new(client, ns, collated(ns));
+            let mut sender = Sender::new(client, ns, collated(ns), catching_up);
             sender.run(ops, std::mem::take(&mut run)).await?;
             outcome.add(sender.outcome);
         }
@@ -490,7 +493,7 @@ async fn send(
     }
     if !run.is_empty() {
         let ns = &ops[run[0].0].ns;
-        let mut sender = Sender::new(client, ns, collated(ns));
+        let mut sender = Sender::new(client, ns, collated(ns), catching_up);
         sender.run(ops, run).await?;
         outcome.add(sender.outcome);
     }
@@ -501,7 +504,7 @@ impl LaneOutcome {
     fn add(&mut self, other: LaneOutcome) {
         self.writes += other.writes;
         self.missing += other.missing;
-        self.conflicts += other.conflicts;
+        self.conflicts.extend(other.conflicts);
     }
 }
 
@@ -520,15 +523,19 @@ struct Sender<'c> {
     ns: &'c Namespace,
     /// Whether statements must say `collation: simple`.
     collated: bool,
+    /// Whether replay is still catching up with the copy: a duplicate key is then recorded,
+    /// not fatal.
+    catching_up: bool,
     outcome: LaneOutcome,
 }
 
 impl<'c> Sender<'c> {
-    fn new(client: &'c Client, ns: &'c Namespace, collated: bool) -> Self {
+    fn new(client: &'c Client, ns: &'c Namespace, collated: bool, catching_up: bool) -> Self {
         Sender {
             client,
             ns,
             collated,
+            catching_up,
             outcome: LaneOutcome::default(),
         }
     }
@@ -632,7 +639,9 @@ impl<'c> Sender<'c> {
                         (_, Some(e)) if e.code == IMMUTABLE_FIELD => {
                             self.rewrite(statement.op, doc.as_ref()).await?
                         }
-                        (_, Some(e)) => self.refused_or_conflict(CommandKind::Update, e)?,
+                        (_, Some(e)) => {
+                            self.refused_or_conflict(statement.op, CommandKind::Update, e)?
+                        }
                         (_, None) => {}
                     }
                 }
@@ -663,7 +672,7 @@ impl<'c> Sender<'c> {
                         None => start = failed,
                     }
                 }
-                _ => self.refused_or_conflict(kind, error)?,
+                _ => self.refused_or_conflict(statement.op, kind, error)?,
             }
         }
         Ok(())
@@ -679,14 +688,14 @@ impl<'c> Sender<'c> {
             .execute(CommandKind::Delete, std::iter::once(&delete))
             .await?
         {
-            return self.refused_or_conflict(CommandKind::Delete, e);
+            return self.refused_or_conflict(op, CommandKind::Delete, e);
         }
         let insert = doc.to_raw_document_buf();
         match self
             .execute(CommandKind::Insert, std::iter::once(&insert))
             .await?
         {
-            (_, Some(e)) => self.refused_or_conflict(CommandKind::Insert, e),
+            (_, Some(e)) => self.refused_or_conflict(op, CommandKind::Insert, e),
             (_, None) => Ok(()),
         }
     }
@@ -725,22 +734,35 @@ impl<'c> Sender<'c> {
                 (_, Some(e)) if e.code == PATH_NOT_VIABLE => {
                     debug!("{}: a $set path of _id {} is not viable on the destination's document; ignored as mongod's oplog application does ({})", self.ns, show_id(op.id), e.message);
                 }
-                (_, Some(e)) => self.refused_or_conflict(CommandKind::Update, e)?,
+                (_, Some(e)) => self.refused_or_conflict(op, CommandKind::Update, e)?,
                 (_, None) => {}
             }
         }
         Ok(())
     }
 
-    /// A duplicate key is a counted conflict (see [`Sender::command`]); anything else is fatal.
+    /// A duplicate key while catching up is recorded, and its document read again from the
+    /// source later ([`super::catchup`]); after catch-up it is a divergence. Anything else is
+    /// fatal.
     fn refused_or_conflict(
         &mut self,
+        op: &DocOp<'_>,
         kind: CommandKind,
         e: dest::WriteError,
     ) -> Result<(), ApplyError> {
         if DUPLICATE_KEY.contains(&e.code) {
-            warn!("{} of {}: skipped a write that collides with a later state of another document; later entries settle it ({})", kind.name(), self.ns, e.message);
-            self.outcome.conflicts += 1;
+            let id = Bson::try_from(op.id).map_err(|err| bad_document(op, err))?;
+            let conflict = Conflict::from_message(self.ns, id, &e.message);
+            if !self.catching_up {
+                return Err(ApplyError::UniqueConflict {
+                    ns: conflict.ns.to_string(),
+                    index: conflict.index,
+                    id: show_id(op.id),
+                    message: e.message,
+                });
+            }
+            debug!("{} of {}: a duplicate key while catching up with the copy; the document is read again from the source once replay has passed the copy ({})", kind.name(), self.ns, e.message);
+            self.outcome.conflicts.push(conflict);
             return Ok(());
         }
         Err(ApplyError::Refused {

@@ -22,14 +22,15 @@ use crate::support::{
 const COPY_TIMEOUT: Duration = Duration::from_secs(180);
 /// Longest a run that must stop on its own (a refusal) may take.
 const QUICK: Duration = Duration::from_secs(60);
-/// The log line that ends the initial sync.
-const COMPLETED: &str = "initial sync completed";
+/// The log line that ends the initial sync and the oplog replay that catches up with it: from
+/// then on, unique indexes are unique and the destination matches the source.
+const COMPLETED: &str = "has caught up with the initial sync";
 
 /// The largest document the server accepts (16 MiB).
 const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 
-/// Runs mongomirror until its initial sync completes, then stops it (a later build keeps
-/// tailing the oplog); returns everything it printed.
+/// Runs mongomirror until its initial sync completes and oplog sync has caught up with it,
+/// then stops it; returns everything it printed.
 async fn initial_sync(pair: &Pair, extra: &[&str]) -> Output {
     let running = pair.mongomirror().args(extra).spawn();
     if let Err(e) = running.wait_for_line(COMPLETED, COPY_TIMEOUT).await {

@@ -7,9 +7,11 @@ use futures::TryStreamExt;
 use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, Document, RawDocumentBuf, Timestamp};
 use mongodb::options::ReplaceOptions;
 use mongodb::Client;
+use mongomirror::bookmark::CatchUp;
 use mongomirror::cli::{Namespace, NamespaceFilter};
 use mongomirror::indexes::SpecRules;
 use mongomirror::oplog::apply::{Applier, ApplyOptions, ApplyStats};
+use mongomirror::oplog::catchup::CatchingUp;
 
 use crate::support::{assert_same_deployments, Pair, ServerOptions, TestServer};
 
@@ -126,6 +128,11 @@ async fn run_applier(mut applier: Applier, entries: &[RawDocumentBuf]) -> ApplyS
     if let Err(e) = applier.flush().await {
         panic!("{}", mongomirror::error::Failure::from(e));
     }
+    // The reader has nothing more: the end of a catch-up, if any, is reached here.
+    if let Err(e) = applier.settle().await {
+        panic!("{}", mongomirror::error::Failure::from(e));
+    }
+    assert!(applier.catch_up_mark().is_none(), "catch-up did not end");
     applier.stats()
 }
 
@@ -820,6 +827,82 @@ async fn v1_set_paths_that_are_no_longer_viable_are_ignored() {
     .await;
 }
 
+/// While replay catches up with a copy, an index build or a `collMod` that would make an index
+/// unique is held back: the index is built without `unique`, listed, and made unique once replay
+/// has passed the catch-up point, with `collMod` on 6.0+ destinations and by a rebuild on older
+/// ones. Meanwhile transient duplicates (an insert before the delete that frees its value) pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_indexes_wait_for_the_end_of_catch_up() {
+    let server = TestServer::start(ServerOptions::default()).await;
+    let client = server.client().await;
+    for version in ["8.0.0", "5.0.0"] {
+        client.database("uniq").drop().await.unwrap();
+        let coll = client.database("uniq").collection::<Document>("c");
+        coll.insert_many([
+            doc! {"_id": 1, "a": 1, "b": 1},
+            doc! {"_id": 2, "a": 2, "b": 1},
+        ])
+        .await
+        .unwrap();
+        let mut s = Script::new();
+        s.c(
+            "uniq",
+            doc! {"createIndexes": "c", "v": 2, "key": {"a": 1}, "name": "a_1", "unique": true},
+        );
+        s.c(
+            "uniq",
+            doc! {"createIndexes": "c", "v": 2, "key": {"b": 1}, "name": "b_1"},
+        );
+        s.i("uniq.c", doc! {"_id": 3, "a": 1, "b": 3});
+        s.d("uniq.c", 1);
+        s.c(
+            "uniq",
+            doc! {"collMod": "c", "index": {"name": "b_1", "prepareUnique": true}},
+        );
+        s.c(
+            "uniq",
+            doc! {"collMod": "c", "index": {"name": "b_1", "unique": true}},
+        );
+        let until = s.push(doc! {"op": "n", "ns": "", "o": {"msg": "periodic noop"}});
+        let mut applier = Applier::new(client.clone(), NamespaceFilter::default(), OPTIONS);
+        applier.catch_up(CatchingUp::new(
+            CatchUp {
+                until: until.into(),
+                relaxed_indexes: Vec::new(),
+            },
+            client.clone(),
+            version,
+        ));
+        run_applier(applier, &s.entries).await;
+        let unique: Vec<(String, bool)> = indexes(&client, "uniq.c")
+            .await
+            .iter()
+            .map(|i| {
+                let name = i.get_str("name").unwrap_or_default().to_string();
+                (name, i.get_bool("unique").unwrap_or(false))
+            })
+            .collect();
+        assert_eq!(
+            unique,
+            [
+                ("_id_".into(), false),
+                ("a_1".into(), true),
+                ("b_1".into(), true)
+            ],
+            "{version}"
+        );
+        assert_docs(
+            &client,
+            "uniq.c",
+            vec![
+                doc! {"_id": 2, "a": 2, "b": 1},
+                doc! {"_id": 3, "a": 1, "b": 3},
+            ],
+        )
+        .await;
+    }
+}
+
 /// A restart whose bookmark names a transaction's commit entry (the last `applyOps` of a large
 /// transaction, or a prepared transaction's `commitTransaction`) reads that entry again without
 /// the entries before it, and so does a fresh start whose first entry is one; a cursor reopen
@@ -1038,8 +1121,24 @@ async fn a_live_source_oplog_replays_to_an_identical_destination() {
     }
     replay(&destination, &entries, NamespaceFilter::default()).await;
     assert_same_deployments(&source, &destination).await;
-    // Idempotent: the same entries again change nothing.
-    replay(&destination, &entries, NamespaceFilter::default()).await;
+    // The same entries again, over a destination in a later state than theirs, as after a
+    // copy: the swapped unique values meet duplicate keys; those documents are read again from
+    // the source once replay has passed the last entry, and nothing changes in the end.
+    let until = entries
+        .last()
+        .and_then(|e| e.get_timestamp("ts").ok())
+        .expect("entries have a ts");
+    let mut applier = Applier::new(destination.clone(), NamespaceFilter::default(), OPTIONS);
+    applier.catch_up(CatchingUp::new(
+        CatchUp {
+            until: until.into(),
+            relaxed_indexes: Vec::new(),
+        },
+        source.clone(),
+        "8.0.0",
+    ));
+    let stats = run_applier(applier, &entries).await;
+    assert!(stats.conflicts > 0, "{stats:?}");
     assert_same_deployments(&source, &destination).await;
 }
 

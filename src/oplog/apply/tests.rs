@@ -199,7 +199,7 @@ async fn recording_applier() -> (Applier, std::sync::Arc<std::sync::Mutex<Vec<Ti
     let saved = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     a.on_checkpoint(Box::new({
         let saved = saved.clone();
-        move |cp| {
+        move |cp, _| {
             saved.lock().unwrap().push(cp.ts);
             Ok(())
         }

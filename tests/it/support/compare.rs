@@ -316,10 +316,16 @@ fn report_missing<T: Ord + fmt::Display>(
 }
 
 /// Drops the index-spec fields that legitimately differ between
-/// deployments and sorts the top level.
+/// deployments and sorts the top level. `prepareUnique: false` is what a
+/// server may leave on an index that `collMod` converted to unique (the
+/// migration converts the unique indexes it built relaxed): it means the
+/// same as no `prepareUnique`.
 fn normalize_spec(mut spec: Document) -> Document {
     spec.remove("ns");
     spec.remove("background");
+    if spec.get_bool("prepareUnique") == Ok(false) {
+        spec.remove("prepareUnique");
+    }
     sorted(spec)
 }
 

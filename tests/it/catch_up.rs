@@ -1,0 +1,256 @@
+//! Oplog sync over a fuzzy copy: unique values that move between documents while the copy runs.
+//!
+//! The copy reads a large collection in `_id` ranges, each with its own cursor, opened one after
+//! another as workers free up. These scenarios hold the first inserts of the first two ranges on
+//! the destination (a fail point), make their source writes meanwhile, and let the later ranges
+//! read their documents in a later state: the destination then briefly holds states that never
+//! coexisted on the source. (SecantusDB reads each cursor at one snapshot; a mongod cursor
+//! also sees later states within one range, which makes this more likely, not less.)
+//! mongomirror must end with the source's documents and unique indexes that are unique.
+
+use std::time::Duration;
+
+use mongodb::bson::{doc, Document};
+use mongodb::Client;
+
+use crate::support::{
+    await_same_deployments, skip_on_real_deployment, wait_until, Pair, Running, ServerOptions,
+};
+
+const LINE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The line that ends the catch-up: unique indexes are unique again from there.
+const CAUGHT_UP: &str = "has caught up with the initial sync";
+/// Documents of the copied collection: with `-j 2`, four `_id` ranges, the last two opened
+/// only once one of the first two is done.
+const DOCS: i32 = 40_000;
+
+/// A scenario whose copy of `app.accounts` (unique index `u_1` on `u`) is held after its first
+/// batches were read.
+struct Fuzzy {
+    pair: Pair,
+    src: Client,
+    dst: Client,
+    mirror: Running,
+    _dir: tempfile::TempDir,
+}
+
+/// Seeds `app.accounts` (`{_id: i, u: i}`), optionally creates the unique index on the (empty)
+/// destination collection first, and starts mongomirror with `-j 2`; returns once the first two
+/// ranges have read their first batch and their first inserts are held on the destination for
+/// a few seconds. Both workers wait, so the last ranges are not opened yet.
+async fn hold_the_copy(unique_on_destination: bool) -> Option<Fuzzy> {
+    if skip_on_real_deployment("arms fail points on the destination") {
+        return None;
+    }
+    let pair = Pair::start_with(
+        ServerOptions::default(),
+        ServerOptions::default().with_test_commands(),
+    )
+    .await;
+    let (src, dst) = pair.clients().await;
+    let accounts = src.database("app").collection::<Document>("accounts");
+    let docs: Vec<Document> = (0..DOCS).map(|i| doc! { "_id": i, "u": i }).collect();
+    for chunk in docs.chunks(10_000) {
+        accounts.insert_many(chunk.to_vec()).await.unwrap();
+    }
+    let unique = doc! { "createIndexes": "accounts", "indexes": [{ "key": { "u": 1 }, "name": "u_1", "unique": true }] };
+    src.database("app")
+        .run_command(unique.clone())
+        .await
+        .unwrap();
+    if unique_on_destination {
+        dst.database("app").run_command(unique).await.unwrap();
+    }
+    dst.database("admin")
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": { "times": 2 },
+            "data": { "failCommands": ["insert"], "blockConnection": true, "blockTimeMS": 4000 },
+        })
+        .await
+        .unwrap();
+    // A range's first insert reaches the destination once its cursor has its first batch; the
+    // server counts it as it arrives, before the fail point holds it.
+    let inserts = async || -> i64 {
+        let status = dst
+            .database("admin")
+            .run_command(doc! { "serverStatus": 1 })
+            .await
+            .unwrap();
+        status
+            .get_document("opcounters")
+            .ok()
+            .and_then(|o| o.get("insert"))
+            .and_then(|t| t.as_i64().or_else(|| t.as_i32().map(i64::from)))
+            .unwrap_or(0)
+    };
+    let before = inserts().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bookmark = dir.path().join("mongomirror.bookmark");
+    let mirror = pair
+        .mongomirror()
+        .args(["--bookmarkFile", bookmark.to_str().unwrap(), "-j", "2"])
+        .spawn();
+    let held = wait_until(LINE_TIMEOUT, Duration::from_millis(10), async || {
+        inserts().await >= before + 2
+    })
+    .await;
+    assert!(held, "the copy never inserted\n{}", mirror.output_so_far());
+    Some(Fuzzy {
+        pair,
+        src,
+        dst,
+        mirror,
+        _dir: dir,
+    })
+}
+
+impl Fuzzy {
+    fn accounts(&self) -> mongodb::Collection<Document> {
+        self.src.database("app").collection("accounts")
+    }
+
+    /// The first example: A's update that takes a value B held in the copy's view loses
+    /// none of its other fields. The copy read A (first range) before, and reads B (last range)
+    /// after `{u: -3}`.
+    async fn move_a_value_to_a_later_document(&self) {
+        let a = doc! { "_id": 1 };
+        let b = doc! { "_id": DOCS - 1 };
+        let accounts = self.accounts();
+        accounts
+            .update_one(a.clone(), doc! { "$set": { "name": "old" } })
+            .await
+            .unwrap();
+        accounts
+            .update_one(a.clone(), doc! { "$set": { "u": -3, "name": "new" } })
+            .await
+            .unwrap();
+        accounts
+            .update_one(a, doc! { "$set": { "u": -4 } })
+            .await
+            .unwrap();
+        accounts
+            .update_one(b, doc! { "$set": { "u": -3 } })
+            .await
+            .unwrap();
+    }
+
+    /// The second example: an insert whose value a later document holds in the copy's
+    /// view is not lost, nor are the partial updates that follow it.
+    async fn insert_a_value_a_later_document_takes(&self) {
+        let accounts = self.accounts();
+        accounts
+            .insert_one(doc! { "_id": -1, "u": -5, "n": 0 })
+            .await
+            .unwrap();
+        accounts
+            .update_one(doc! { "_id": -1 }, doc! { "$set": { "n": 1 } })
+            .await
+            .unwrap();
+        accounts
+            .update_one(doc! { "_id": -1 }, doc! { "$set": { "u": -6 } })
+            .await
+            .unwrap();
+        accounts
+            .update_one(doc! { "_id": DOCS - 2 }, doc! { "$set": { "u": -5 } })
+            .await
+            .unwrap();
+    }
+
+    /// Moves 50 unique values from early documents to new late ones (delete, then insert with a
+    /// new `_id`): the copy holds both for each value.
+    async fn move_values_to_new_documents(&self) {
+        let accounts = self.accounts();
+        for k in 10..60 {
+            accounts.delete_one(doc! { "_id": k }).await.unwrap();
+            accounts
+                .insert_one(doc! { "_id": DOCS + 100 + k, "u": k })
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Waits for the end of the catch-up, then for identical deployments (unique indexes
+    /// included); returns the output so far.
+    async fn converges(&self) -> String {
+        self.mirror
+            .wait_for_line(CAUGHT_UP, LINE_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.mirror.output_so_far()));
+        await_same_deployments(&self.src, &self.dst, Duration::from_secs(30)).await;
+        self.mirror.output_so_far().stderr
+    }
+
+    async fn stop(self) {
+        self.mirror.send_sigint();
+        let out = self.mirror.wait(Duration::from_secs(15)).await;
+        assert_eq!(out.status, Some(0), "{out}");
+        drop(self.pair);
+    }
+}
+
+/// Unique values moving during the copy: the copy builds `u_1` without `unique`, replay
+/// settles the transient duplicates, and the index is unique once oplog sync has caught up.
+/// (Before, the index build after the copy failed the run, or a conflicting update was
+/// dropped whole.)
+#[tokio::test]
+async fn unique_values_moving_during_the_copy_converge() {
+    let Some(fuzzy) = hold_the_copy(false).await else {
+        return;
+    };
+    fuzzy.move_a_value_to_a_later_document().await;
+    fuzzy.insert_a_value_a_later_document_takes().await;
+    fuzzy.move_values_to_new_documents().await;
+    let log = fuzzy.converges().await;
+    assert!(log.contains("1 unique indexes are unique again"), "{log}");
+    fuzzy.stop().await;
+}
+
+/// A destination collection kept with its own unique index (the restart rules keep empty
+/// collections): replay meets the transient duplicates as duplicate keys, records those
+/// documents, and reads them again from the source once it has passed the copy.
+#[tokio::test]
+async fn duplicate_keys_met_while_catching_up_are_read_again_from_the_source() {
+    let Some(fuzzy) = hold_the_copy(true).await else {
+        return;
+    };
+    fuzzy.move_a_value_to_a_later_document().await;
+    fuzzy.insert_a_value_a_later_document_takes().await;
+    let log = fuzzy.converges().await;
+    assert!(
+        log.contains(
+            "catch-up: read 2 documents that met a duplicate key again from the source; 0 still do"
+        ),
+        "{log}"
+    );
+    fuzzy.stop().await;
+}
+
+/// After catch-up a duplicate key is a divergence: a document written to the destination by
+/// hand takes a unique value the source then gives another document. The run stops with exit
+/// code 1 and names the namespace, the index and the `_id`.
+#[tokio::test]
+async fn a_duplicate_key_after_catch_up_stops_the_run() {
+    let Some(fuzzy) = hold_the_copy(false).await else {
+        return;
+    };
+    fuzzy.converges().await;
+    fuzzy
+        .dst
+        .database("app")
+        .collection::<Document>("accounts")
+        .insert_one(doc! { "_id": "by hand", "u": 777_777 })
+        .await
+        .unwrap();
+    fuzzy
+        .accounts()
+        .insert_one(doc! { "_id": 777_777, "u": 777_777 })
+        .await
+        .unwrap();
+    let out = fuzzy.mirror.wait(LINE_TIMEOUT).await;
+    out.assert_failed(
+        1,
+        "the destination refused a write to app.accounts _id 777777: it collides on unique index u_1",
+        "something other than mongomirror wrote to the destination",
+    );
+}
