@@ -107,6 +107,12 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// An error as one readable line: the driver's `Kind: <what>, labels: {..}, source: ..,
+/// server response: ..` becomes `<what>`; other text is kept. For log lines that name a cause.
+pub fn brief(error: &impl fmt::Display) -> String {
+    driver_error_text(&error.to_string())
+}
+
 /// `Kind: <what>, labels: {..}` (the driver's error format) becomes `<what>`; other text is kept.
 fn driver_error_text(text: &str) -> String {
     match text.strip_prefix("Kind: ") {

@@ -145,7 +145,10 @@ pub async fn restore(
         );
         return Ok(restored);
     };
-    warn!("createIndexes for collection `{ns}` failed: {error}. retrying each index build individually");
+    warn!(
+        "createIndexes for collection `{ns}` failed: {}. retrying each index build individually",
+        crate::error::brief(&error)
+    );
     let mut failure: Option<Failure> = None;
     for spec in specs {
         let name = spec.get_str("name").unwrap_or("?").to_string();

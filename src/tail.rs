@@ -234,7 +234,10 @@ async fn read(
                 continue;
             }
             Some(Err(e)) if resumable(&e) => {
-                warn!("Recoverable error while tailing the oplog: {e}; reopening it");
+                warn!(
+                    "Recoverable error while tailing the oplog: {}; reopening it",
+                    crate::error::brief(&e)
+                );
                 None
             }
             Some(Err(e)) => Some(classify(reread.ts, e)),

@@ -104,7 +104,10 @@ pub(super) async fn apply(
                 // replay holds a later state of it, which later entries (collMod, drop and
                 // create) reproduce.
                 Err(e) if server_code(&e).is_some_and(|c| INDEX_CONFLICT.contains(&c)) => {
-                    warn!("{ns}: an index is already in a later state; keeping it ({e})");
+                    warn!(
+                        "{ns}: an index is already in a later state; keeping it ({})",
+                        crate::error::brief(&e)
+                    );
                     Ok(())
                 }
                 Err(e) => Err(destination("createIndexes", ns, e)),

@@ -49,7 +49,7 @@ pub(super) async fn run(
                 }
                 _ => return Ok(reply),
             },
-            Err(e) if attempt < ATTEMPTS && is_transient(&e) => e.to_string(),
+            Err(e) if attempt < ATTEMPTS && is_transient(&e) => crate::error::brief(&e),
             Err(e) => return Err(e),
         };
         warn!("{what} failed, retrying in {backoff:?} (attempt {attempt} of {ATTEMPTS}): {reason}");
