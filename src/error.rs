@@ -22,6 +22,8 @@ pub enum ExitCode {
     Preflight = 4,
     /// The source oplog no longer holds the resume point.
     OplogLost = 5,
+    /// Verification found that the destination differs from the source.
+    Differs = 6,
 }
 
 impl ExitCode {

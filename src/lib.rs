@@ -14,6 +14,8 @@
 //! - [`oplog`]: the source oplog: its edges, a typed parse of every entry shape, and exact,
 //!   idempotent replay on the destination.
 //! - [`run`]: the stages in order: connect, preflight, initial sync, oplog sync.
+//! - [`verify`]: proof that the destination holds what the source holds (`--verify`, and the
+//!   guided cutover).
 //! - [`error`], [`logging`], [`redact`]: the operator-facing edges: exit codes,
 //!   mongo-tools-style log lines, and keeping credentials out of both.
 
@@ -26,6 +28,7 @@ pub mod error;
 pub mod indexes;
 pub mod logging;
 pub mod oplog;
+pub mod order;
 pub mod preflight;
 pub mod redact;
 pub mod shutdown;
@@ -33,6 +36,7 @@ pub mod spool;
 pub mod status;
 pub mod sync;
 pub mod tail;
+pub mod verify;
 
 pub use crate::run::run;
 

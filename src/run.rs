@@ -68,6 +68,9 @@ async fn stages(options: &Options, status: &Arc<Status>, shutdown: &Shutdown) ->
         destination.version
     );
 
+    if options.verify {
+        return crate::verify::run(&source.client, &destination.client, options).await;
+    }
     let saved = if options.force_dump {
         info!("--forceDump: ignoring any bookmark and starting a full initial sync");
         None

@@ -16,6 +16,7 @@ pub(crate) const NAMESPACES: &str = "Namespaces";
 pub(crate) const COPY: &str = "Copy";
 pub(crate) const OPLOG: &str = "Oplog and resume";
 pub(crate) const MONITORING: &str = "Monitoring";
+pub(crate) const VERIFY: &str = "Verification";
 pub(crate) const GENERAL: &str = "General";
 
 /// Environment variables that can carry the three passwords (flag > env > config file).
@@ -229,6 +230,20 @@ pub struct Args {
     /// Run the preflight checks, print the report, and exit without writing anything.
     #[arg(long, help_heading = MONITORING)]
     pub preflight_only: bool,
+
+    // ---------------------------------------------------------- verification
+    /// Compare source and destination (catalog, indexes, every document byte for byte), print
+    /// a report and exit: 0 when identical, 6 when anything differs. Writes nothing.
+    #[arg(long, help_heading = VERIFY, conflicts_with_all = ["preflight_only", "drop", "force_dump"])]
+    pub verify: bool,
+
+    /// Also write the verification report (of --verify, or of a cutover) to FILE as JSON.
+    #[arg(long, value_name = "FILE", help_heading = VERIFY)]
+    pub verify_report: Option<String>,
+
+    /// Differing documents listed per namespace in a verification report.
+    #[arg(long, value_name = "N", value_parser = parse_positive, allow_negative_numbers = true, help_heading = VERIFY)]
+    pub verify_max_differences: Option<u32>,
 
     // --------------------------------------------------------------- general
     /// YAML file of options: mongomirror's keys (password, destinationPassword,

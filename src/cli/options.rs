@@ -373,6 +373,12 @@ pub struct Options {
     pub http_status: Option<(String, u16)>,
     /// `--preflightOnly`.
     pub preflight_only: bool,
+    /// `--verify`: compare the deployments and exit.
+    pub verify: bool,
+    /// `--verifyReport`: where a verification report is also written, as JSON.
+    pub verify_report: Option<PathBuf>,
+    /// `--verifyMaxDifferences`: differing documents listed per namespace.
+    pub verify_max_differences: usize,
     /// `-v` / `--quiet`.
     pub verbosity: Verbosity,
     /// Warnings about accepted but ineffective flags, logged once logging is up.
@@ -466,6 +472,11 @@ impl Options {
                 .http_status_port
                 .map(|p| (args.http_status_host.clone(), p)),
             preflight_only: args.preflight_only,
+            verify: args.verify,
+            verify_report: args.verify_report.map(PathBuf::from),
+            verify_max_differences: args
+                .verify_max_differences
+                .map_or(crate::verify::DEFAULT_MAX_DIFFERENCES, |n| n as usize),
             verbosity,
             warnings,
         })

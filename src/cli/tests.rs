@@ -321,6 +321,38 @@ flag_test!(
 flag_test!(flag_preflight_only, ["--preflightOnly"], |o| assert!(
     o.preflight_only
 ));
+flag_test!(flag_verify, ["--verify"], |o| assert!(
+    o.verify && o.verify_report.is_none() && o.verify_max_differences == 10
+));
+flag_test!(
+    flag_verify_report,
+    ["--verify", "--verifyReport", "report.json"],
+    |o| assert_eq!(
+        o.verify_report,
+        Some(std::path::PathBuf::from("report.json"))
+    )
+);
+flag_test!(
+    flag_verify_max_differences,
+    ["--verify", "--verifyMaxDifferences", "3"],
+    |o| assert_eq!(o.verify_max_differences, 3)
+);
+
+#[test]
+fn verify_writes_nothing_so_it_refuses_flags_that_write() {
+    for other in ["--drop", "--forceDump", "--preflightOnly"] {
+        let f = parse_err_extra(&["--verify", other]);
+        assert_eq!(f.exit, ExitCode::Usage);
+        assert!(f.message.contains("--verify"), "{other}: {}", f.message);
+    }
+    let f = parse_err_extra(&["--verifyMaxDifferences", "0"]);
+    assert!(
+        f.message.contains("--verifyMaxDifferences"),
+        "{}",
+        f.message
+    );
+}
+
 flag_test!(flag_verbose, ["-vv"], |o| assert_eq!(
     o.verbosity,
     Verbosity::Trace

@@ -114,7 +114,7 @@ impl Job {
 }
 
 /// Documents per source batch for a collection of this size: about [`READ_BATCH_BYTES`].
-fn read_batch_documents(documents: u64, bytes: u64) -> u32 {
+pub(crate) fn read_batch_documents(documents: u64, bytes: u64) -> u32 {
     if documents == 0 || bytes == 0 {
         return DEFAULT_READ_BATCH_DOCUMENTS;
     }

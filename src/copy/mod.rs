@@ -35,6 +35,7 @@ use copier::{Context, Job, Task};
 use progress::Progress;
 use ranges::IdRange;
 
+pub(crate) use copier::read_batch_documents;
 pub use destination::conflicts;
 
 /// What the initial sync did, and where the oplog stage starts.
@@ -127,7 +128,7 @@ pub async fn run(
     let workers = options.num_parallel_collections.max(1) as usize;
     let (jobs, tasks) = plan_tasks(source, plan, workers).await;
     let progress = Arc::new(Progress::new(options.verbosity, status.clone()));
-    let ticker = LogTicker::start(progress.clone());
+    let ticker = progress::LogTicker::start(progress.clone());
     let context = Arc::new(Context {
         source: source.client.clone(),
         destination: destination.client.clone(),
@@ -213,31 +214,4 @@ async fn plan_tasks(
         jobs.push(job);
     }
     (jobs, tasks)
-}
-
-/// Logs the progress lines every [`progress::LOG_INTERVAL`] while it lives.
-struct LogTicker(Option<tokio::task::JoinHandle<()>>);
-
-impl LogTicker {
-    fn start(progress: Arc<Progress>) -> Self {
-        if !progress.logs_lines() {
-            return LogTicker(None);
-        }
-        LogTicker(Some(tokio::spawn(async move {
-            let mut interval = tokio::time::interval(progress::LOG_INTERVAL);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                progress.log_active();
-            }
-        })))
-    }
-}
-
-impl Drop for LogTicker {
-    fn drop(&mut self) {
-        if let Some(handle) = &self.0 {
-            handle.abort();
-        }
-    }
 }

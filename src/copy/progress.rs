@@ -222,6 +222,34 @@ impl CollectionProgress {
     }
 }
 
+/// Logs the progress lines every [`LOG_INTERVAL`] while it lives (when bars are not drawn).
+pub struct LogTicker(Option<tokio::task::JoinHandle<()>>);
+
+impl LogTicker {
+    /// Starts logging the active collections' progress.
+    pub fn start(progress: Arc<Progress>) -> Self {
+        if !progress.logs_lines() {
+            return LogTicker(None);
+        }
+        LogTicker(Some(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(LOG_INTERVAL);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                progress.log_active();
+            }
+        })))
+    }
+}
+
+impl Drop for LogTicker {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

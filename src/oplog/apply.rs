@@ -35,11 +35,12 @@ use super::catchup::CatchingUp;
 use super::diff::DiffError;
 use super::entry::{self, Command, EntryError, Kind, Op, OpTime, Skip, Txn, TxnKey, Update};
 use super::writer::{self, Change, DocOp, NsInfo, Patch};
-use super::{ddl, dest, id};
+use super::{ddl, dest};
 use crate::bookmark::CatchUp;
 use crate::cli::{Namespace, NamespaceFilter, DEFAULT_OPLOG_BATCH_SIZE};
 use crate::error::Failure;
 use crate::indexes::SpecRules;
+use crate::order as id;
 
 /// Writer lanes for CRUD of collections without ordering constraints.
 pub const DEFAULT_WRITERS: usize = 8;

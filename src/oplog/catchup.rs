@@ -31,9 +31,9 @@ use tracing::{info, warn};
 use super::apply::ApplyError;
 use super::dest;
 use super::entry::OpTime;
-use super::id;
 use crate::bookmark::{CatchUp, IndexRef};
 use crate::cli::Namespace;
+use crate::order as id;
 
 /// Bytes of recorded `_id`s kept while catching up; a workload that exceeds it stops the run.
 pub const MAX_CONFLICT_BYTES: usize = 64 * 1024 * 1024;

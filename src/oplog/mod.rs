@@ -22,7 +22,6 @@ mod ddl;
 mod dest;
 pub mod diff;
 pub mod entry;
-mod id;
 mod writer;
 
 /// The oplog collection of a replica-set member.

@@ -37,9 +37,10 @@ use tracing::debug;
 
 use super::apply::ApplyError;
 use super::catchup::Conflict;
+use super::dest;
 use super::diff::{DiffError, DocDiff, FieldChanges};
-use super::{dest, id};
 use crate::cli::Namespace;
+use crate::order as id;
 
 /// The most statements in one write command (the server allows 100,000).
 const MAX_STATEMENTS: usize = 10_000;

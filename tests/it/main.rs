@@ -11,3 +11,4 @@ mod oplog_sync;
 mod preflight;
 mod status;
 mod support;
+mod verify;

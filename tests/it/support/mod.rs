@@ -13,6 +13,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod compare;
+mod data;
 mod pair;
 mod process;
 mod provision;
@@ -27,6 +28,7 @@ use std::time::Duration;
 pub use compare::{
     assert_same_deployments, await_same_deployments, compare_deployments, Difference,
 };
+pub use data::{every_type, mixed_ids};
 pub use pair::Pair;
 pub use process::{LineMatcher, WaitError};
 pub use provision::{secantusd, Launcher, SECANTUSDB_REQUIREMENT};
