@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod cli;
 pub mod connect;
 pub mod copy;
+pub mod cutover;
 pub mod error;
 pub mod indexes;
 pub mod logging;

@@ -10,6 +10,8 @@ use crate::catalog::{self, SourceCollection};
 use crate::cli::Options;
 use crate::connect::{self, Connected};
 use crate::copy;
+use crate::cutover::Control;
+use crate::error::ExitCode;
 use crate::error::Result;
 use crate::oplog;
 use crate::oplog::catchup::CatchingUp;
@@ -26,12 +28,32 @@ use crate::tail;
 pub async fn run(options: Options) -> Result<()> {
     let shutdown = shutdown::on_signals();
     let status = Status::shared();
-    if let Some((host, port)) = &options.http_status {
-        crate::status::serve(host, *port, status.clone()).await?;
+    let cutover = Control::shared();
+    crate::cutover::on_sigusr1(cutover.clone());
+    let server = match &options.http_status {
+        Some((host, port)) => {
+            Some(crate::status::serve(host, *port, status.clone(), cutover.clone()).await?)
+        }
+        None => None,
+    };
+    let outcome = stages(&options, &status, &shutdown, &cutover).await;
+    let outcome = keep_serving_a_failure(&options, &status, &shutdown, outcome).await;
+    if let Some(server) = server {
+        server.shutdown().await;
     }
-    let outcome = stages(&options, &status, &shutdown).await;
+    outcome
+}
+
+/// With `--httpStatusPort`, a failure is reported on the endpoint and served until a stop, as
+/// mongomirror does; a verification verdict (exit code 6) ends the run at once.
+async fn keep_serving_a_failure(
+    options: &Options,
+    status: &Status,
+    shutdown: &Shutdown,
+    outcome: Result<()>,
+) -> Result<()> {
     match outcome {
-        Err(failure) if options.http_status.is_some() => {
+        Err(failure) if options.http_status.is_some() && failure.exit != ExitCode::Differs => {
             status.set_error(&failure);
             for line in failure.lines() {
                 error!("{}", line.trim_start());
@@ -44,7 +66,12 @@ pub async fn run(options: Options) -> Result<()> {
     }
 }
 
-async fn stages(options: &Options, status: &Arc<Status>, shutdown: &Shutdown) -> Result<()> {
+async fn stages(
+    options: &Options,
+    status: &Arc<Status>,
+    shutdown: &Shutdown,
+    cutover: &Arc<Control>,
+) -> Result<()> {
     info!("mongomirror-rs version {}", env!("CARGO_PKG_VERSION"));
     for w in &options.warnings {
         warn!("{w}");
@@ -84,6 +111,7 @@ async fn stages(options: &Options, status: &Arc<Status>, shutdown: &Shutdown) ->
         options,
         status: status.clone(),
         shutdown: shutdown.clone(),
+        cutover: cutover.clone(),
         source,
         destination,
         set_name,
@@ -107,6 +135,7 @@ struct Run<'a> {
     options: &'a Options,
     status: Arc<Status>,
     shutdown: Shutdown,
+    cutover: Arc<Control>,
     source: Connected,
     destination: Connected,
     set_name: String,
@@ -140,6 +169,7 @@ impl Run<'_> {
             self.options,
             &self.set_name,
             catching,
+            &self.cutover,
         )
         .await
     }

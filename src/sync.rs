@@ -12,17 +12,18 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::Timestamp;
 use mongodb::Client;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::bookmark::{self, Bookmark, CatchUp, Phase};
 use crate::cli::Options;
+use crate::cutover::{self, Control};
 use crate::error::{Failure, Result};
 use crate::indexes::SpecRules;
 use crate::oplog::apply::{Applier, ApplyOptions, DEFAULT_WRITERS, MAX_BATCH_BYTES};
 use crate::oplog::catchup::CatchingUp;
 use crate::shutdown::Shutdown;
 use crate::spool::{Spool, SpoolStats};
-use crate::status::{AppliedOps, Status};
+use crate::status::{AppliedOps, Stage, Status};
 use crate::tail::{self, ReadPosition};
 
 /// How often `Current lag from source: Ns` is logged.
@@ -95,7 +96,9 @@ impl OplogSync {
         self.spool.stats()
     }
 
-    /// Applies the spool, then live entries, until a stop is requested or something fails.
+    /// Applies the spool, then live entries, until a stop is requested, a guided cutover ends
+    /// ([`crate::cutover`]: exit 0 when the destination verifies identical, 6 when not), or
+    /// something fails.
     pub async fn run(
         mut self,
         source: &Client,
@@ -103,6 +106,7 @@ impl OplogSync {
         options: &Options,
         set_name: &str,
         catch_up: Option<CatchingUp>,
+        cutover: &Control,
     ) -> Result<()> {
         let stats = self.spool.stats();
         info!(
@@ -126,7 +130,7 @@ impl OplogSync {
                 ttl_without_expiry: options.ttl_without_expiry,
             }),
         };
-        let mut applier = Applier::new(destination, options.filter.clone(), apply_options);
+        let mut applier = Applier::new(destination.clone(), options.filter.clone(), apply_options);
         applier.resume_after(self.start);
         if let Some(catching) = catch_up {
             applier.catch_up(catching);
@@ -142,8 +146,16 @@ impl OplogSync {
             let saver = saver.clone();
             move |cp, catch_up| lock(&saver).save(cp.ts, cp.term, catch_up)
         }));
+        let mut requests = cutover.listen();
         let outcome = self
-            .apply(&mut applier, apply_options.batch_entries, &applied, &saver)
+            .apply(
+                &mut applier,
+                apply_options.batch_entries,
+                &applied,
+                &saver,
+                source,
+                requests.as_mut(),
+            )
             .await;
         lag.abort();
         // Whatever happened, keep the furthest safe position.
@@ -156,24 +168,79 @@ impl OplogSync {
              {} updates of missing documents skipped, {} unique-index conflicts skipped",
             s.entries, s.writes, s.commands, s.transactions, s.skipped, s.missing, s.conflicts
         );
-        outcome
+        match outcome? {
+            Ended::Stopped => Ok(()),
+            Ended::CutOver(request) => {
+                self.reader.abort();
+                self.cut_over(request, source, &destination, options).await
+            }
+        }
+    }
+
+    /// The end of a guided cutover: tailing has stopped at a quiet, fully applied source and
+    /// the bookmark is saved; verify (if asked), print and hand over the report.
+    async fn cut_over(
+        &self,
+        request: cutover::Request,
+        source: &Client,
+        destination: &Client,
+        options: &Options,
+    ) -> Result<()> {
+        let at = self.read.get().unwrap_or(self.start);
+        info!(
+            "cutover: the source has been quiet and every entry up to {}:{} is applied; tailing stopped",
+            at.time, at.increment
+        );
+        if !request.verify {
+            let _ = request.reply.send(cutover::Outcome::Done(None));
+            return Ok(());
+        }
+        self.status
+            .set_stage(Stage::Cutover, "verifying the destination");
+        let settings = crate::verify::Settings::from_options(options);
+        let report =
+            match crate::verify::compare(source, destination, &settings, self.status.clone()).await
+            {
+                Ok(report) => report,
+                Err(failure) => {
+                    let _ = request
+                        .reply
+                        .send(cutover::Outcome::Failed(failure.message.clone()));
+                    return Err(failure);
+                }
+            };
+        if let Some(path) = &options.verify_report {
+            crate::verify::write_report(path, &report)?;
+        }
+        let verdict = crate::verify::finish(&report);
+        let _ = request.reply.send(cutover::Outcome::Done(Some(report)));
+        verdict
     }
 
     /// Feeds the applier in batches of `batch_entries` (its own flush size, so that one spool
-    /// batch is one destination round) and saves the bookmark as checkpoints advance.
+    /// batch is one destination round) and saves the bookmark as checkpoints advance; meanwhile
+    /// takes cutover requests and ends when one finds the source quiet.
     async fn apply(
         &mut self,
         applier: &mut Applier,
         batch_entries: usize,
         applied: &Mutex<Timestamp>,
         saver: &Mutex<Saver>,
-    ) -> Result<()> {
+        source: &Client,
+        mut requests: Option<&mut cutover::Listener<'_>>,
+    ) -> Result<Ended> {
         let mut reader_done = false;
+        let mut pending: Option<Pending> = None;
+        let mut tick = tokio::time::interval(CUTOVER_CHECK);
         loop {
             // A stop ends replay at a batch boundary, however long the spooled backlog.
             if self.shutdown.requested() {
-                return Ok(());
+                if let Some(p) = pending.take() {
+                    p.abandon("mongomirror is stopping".into());
+                }
+                return Ok(Ended::Stopped);
             }
+            let waiting = pending.is_some();
             let batch = tokio::select! {
                 batch = self.spool.next_batch(batch_entries, MAX_BATCH_BYTES, self.shutdown.wait()) => batch?,
                 joined = &mut self.reader, if !reader_done => {
@@ -184,42 +251,170 @@ impl OplogSync {
                         Err(e) => return Err(Failure::runtime("the oplog reader stopped unexpectedly").cause(e)),
                     }
                 }
-            };
-            if batch.is_empty() {
-                if self.shutdown.requested() {
-                    return Ok(());
+                request = next_request(&mut requests), if !waiting => {
+                    if let Some(request) = request {
+                        info!(
+                            "cutover requested: waiting until the source has had no writes in scope for {}s (at most {}s)",
+                            request.quiet.as_secs(),
+                            request.timeout.as_secs()
+                        );
+                        self.status.set_stage(Stage::Cutover, "waiting for a quiet source");
+                        pending = Some(Pending::new(request, applier.stats().in_scope));
+                    }
+                    continue;
                 }
+                _ = tick.tick(), if waiting => Vec::new(),
+            };
+            if !batch.is_empty() {
+                self.apply_batch(applier, batch, applied, saver).await?;
+            }
+            let Some(p) = pending.as_mut() else {
                 continue;
-            }
-            for entry in batch {
-                applier.push(entry).await.map_err(Failure::from)?;
-            }
-            applier.flush().await.map_err(Failure::from)?;
-            if self.spool.is_empty() {
-                applier.settle().await.map_err(Failure::from)?;
-            }
-            self.status.set_catch_up(
-                applier
-                    .catch_up_mark()
-                    .map(|mark| (mark, applier.conflicts_waiting())),
-            );
-            let s = applier.stats();
-            self.status.set_applied(AppliedOps {
-                writes: s.writes,
-                commands: s.commands,
-                transactions: s.transactions,
-                skipped: s.skipped,
-                missing: s.missing,
-            });
-            if let Some(cp) = applier.checkpoint() {
-                *applied.lock().unwrap_or_else(|e| e.into_inner()) = cp.ts;
-                self.status.set_positions(Some(cp.ts), None, None);
-                let mut saver = lock(saver);
-                if saver.due() {
-                    saver.save(cp.ts, cp.term, applier.catch_up_mark())?;
+            };
+            match p.check(applier, &self.spool, &self.read, source).await? {
+                Check::Waiting => {}
+                Check::Quiet => {
+                    let request = pending.take().map(|p| p.request);
+                    if let (Some(request), Some(cp)) = (request, applier.checkpoint()) {
+                        lock(saver).save(cp.ts, cp.term, applier.catch_up_mark())?;
+                        return Ok(Ended::CutOver(request));
+                    }
+                }
+                Check::TimedOut(why) => {
+                    warn!("cutover abandoned: {why}; oplog sync goes on");
+                    if let Some(p) = pending.take() {
+                        p.abandon(why);
+                    }
+                    self.status
+                        .set_stage(Stage::OplogSync, "applying oplog entries");
                 }
             }
         }
+    }
+
+    /// Applies one spool batch and reports the progress.
+    async fn apply_batch(
+        &mut self,
+        applier: &mut Applier,
+        batch: Vec<mongodb::bson::RawDocumentBuf>,
+        applied: &Mutex<Timestamp>,
+        saver: &Mutex<Saver>,
+    ) -> Result<()> {
+        for entry in batch {
+            applier.push(entry).await.map_err(Failure::from)?;
+        }
+        applier.flush().await.map_err(Failure::from)?;
+        if self.spool.is_empty() {
+            applier.settle().await.map_err(Failure::from)?;
+        }
+        self.status.set_catch_up(
+            applier
+                .catch_up_mark()
+                .map(|mark| (mark, applier.conflicts_waiting())),
+        );
+        let s = applier.stats();
+        self.status.set_applied(AppliedOps {
+            writes: s.writes,
+            commands: s.commands,
+            transactions: s.transactions,
+            skipped: s.skipped,
+            missing: s.missing,
+        });
+        if let Some(cp) = applier.checkpoint() {
+            *applied.lock().unwrap_or_else(|e| e.into_inner()) = cp.ts;
+            self.status.set_positions(Some(cp.ts), None, None);
+            let mut saver = lock(saver);
+            if saver.due() {
+                saver.save(cp.ts, cp.term, applier.catch_up_mark())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How often a pending cutover checks whether the source is quiet.
+const CUTOVER_CHECK: Duration = Duration::from_millis(250);
+
+/// How oplog sync ended.
+enum Ended {
+    /// A stop was requested.
+    Stopped,
+    /// A cutover found the source quiet: tailing must stop and the destination be verified.
+    CutOver(cutover::Request),
+}
+
+async fn next_request(
+    requests: &mut Option<&mut cutover::Listener<'_>>,
+) -> Option<cutover::Request> {
+    match requests {
+        Some(listener) => listener.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A cutover waiting for a quiet source.
+struct Pending {
+    request: cutover::Request,
+    deadline: Instant,
+    /// The in-scope operation count when it last moved, and when.
+    seen: u64,
+    quiet_since: Instant,
+}
+
+/// What a check of a pending cutover found.
+enum Check {
+    Waiting,
+    Quiet,
+    TimedOut(String),
+}
+
+impl Pending {
+    fn new(request: cutover::Request, in_scope: u64) -> Self {
+        let now = Instant::now();
+        Pending {
+            deadline: now + request.timeout,
+            request,
+            seen: in_scope,
+            quiet_since: now,
+        }
+    }
+
+    /// Quiet means: no operation in scope applied for the requested time, nothing left to
+    /// apply, the reader at the source's newest entry, and catch-up with the copy over.
+    async fn check(
+        &mut self,
+        applier: &Applier,
+        spool: &Spool,
+        read: &ReadPosition,
+        source: &Client,
+    ) -> Result<Check> {
+        let in_scope = applier.stats().in_scope;
+        if in_scope != self.seen {
+            (self.seen, self.quiet_since) = (in_scope, Instant::now());
+        }
+        if Instant::now() >= self.deadline {
+            return Ok(Check::TimedOut(format!(
+                "the source was not quiet for {}s within {}s",
+                self.request.quiet.as_secs(),
+                self.request.timeout.as_secs()
+            )));
+        }
+        if self.quiet_since.elapsed() < self.request.quiet
+            || !spool.is_empty()
+            || applier.catch_up_mark().is_some()
+        {
+            return Ok(Check::Waiting);
+        }
+        let newest = crate::oplog::newest_timestamp(source).await?;
+        Ok(if read.get().is_some_and(|r| r >= newest) {
+            Check::Quiet
+        } else {
+            Check::Waiting
+        })
+    }
+
+    fn abandon(self, why: String) {
+        let _ = self.request.reply.send(cutover::Outcome::Abandoned(why));
     }
 }
 

@@ -277,6 +277,9 @@ pub struct ApplyStats {
     pub commands: u64,
     /// Transactions applied.
     pub transactions: u64,
+    /// Operations on namespaces the filter takes (writes and DDL), applied: a cutover waits
+    /// until this stops moving.
+    pub in_scope: u64,
 }
 
 /// Something waiting in the current batch.
@@ -769,6 +772,7 @@ impl Applier {
                 };
                 if wanted {
                     steps.push(Step::Command(command));
+                    self.stats.in_scope += 1;
                 } else {
                     self.stats.skipped += 1;
                 }
@@ -795,6 +799,7 @@ impl Applier {
         };
         if self.filter.wants(&ns) {
             steps.push(Step::Crud(DocOp { ns, id, change }));
+            self.stats.in_scope += 1;
         } else {
             self.stats.skipped += 1;
         }

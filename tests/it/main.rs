@@ -5,6 +5,7 @@ mod catch_up;
 mod cli;
 mod connect;
 mod copy;
+mod cutover;
 mod harness_selftest;
 mod oplog_apply;
 mod oplog_sync;

@@ -3,51 +3,10 @@
 
 use std::time::Duration;
 
+use crate::support::{get, get_json, start_with_status, wait_until, Pair};
 use mongodb::bson::{doc, Document};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use crate::support::{wait_until, Pair, Running};
 
 const LINE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// The port from `status server listening on http://127.0.0.1:PORT/`.
-async fn status_port(mirror: &Running) -> u16 {
-    let line = mirror
-        .wait_for_line("status server listening on http://", LINE_TIMEOUT)
-        .await
-        .unwrap();
-    let after = line.split("http://").nth(1).unwrap();
-    let addr = after.split('/').next().unwrap();
-    addr.rsplit(':').next().unwrap().parse().unwrap()
-}
-
-/// Starts mongomirror between the pair with a status server on a free port.
-async fn start_with_status(pair: &Pair) -> (Running, u16) {
-    let mirror = pair.mongomirror().args(["--httpStatusPort", "0"]).spawn();
-    let port = status_port(&mirror).await;
-    (mirror, port)
-}
-
-/// `GET path`, returning (status line, body).
-async fn get(port: u16, path: &str) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).await.unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
-}
-
-async fn get_json(port: u16) -> serde_json::Value {
-    let (status, body) = get(port, "/").await;
-    assert!(status.contains("200"), "{status}");
-    serde_json::from_str(&body).unwrap()
-}
 
 #[tokio::test]
 async fn oplog_sync_status_and_metrics() {
@@ -63,6 +22,12 @@ async fn oplog_sync_status_and_metrics() {
         .wait_for_line("Current lag from source:", LINE_TIMEOUT)
         .await
         .unwrap();
+    // The status port binds the loopback address unless --httpStatusHost says otherwise.
+    let bound = mirror.output_so_far().stderr;
+    assert!(
+        bound.contains("status server listening on http://127.0.0.1:"),
+        "{bound}"
+    );
     let json = get_json(port).await;
     assert_eq!(json["stage"], "oplog sync", "{json}");
     assert_eq!(json["phase"], "applying oplog entries", "{json}");

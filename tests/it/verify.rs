@@ -10,7 +10,7 @@ use mongodb::options::IndexOptions;
 use mongodb::{Client, IndexModel};
 use serde_json::Value;
 
-use crate::support::{every_type, mixed_ids, Output, Pair};
+use crate::support::{every_type, mixed_ids, wait_until, Output, Pair};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// The largest document the server accepts, less a little: the "15 MB document" of the dataset.
@@ -417,11 +417,10 @@ async fn a_live_load_gives_no_false_differences() {
         .await
         .unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
     let load = tokio::spawn({
-        let (users, stop) = (
-            src.database("app").collection::<Document>("users"),
-            stop.clone(),
-        );
+        let users = src.database("app").collection::<Document>("users");
+        let (stop, written) = (stop.clone(), written.clone());
         async move {
             let mut n: i64 = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -443,15 +442,24 @@ async fn a_live_load_gives_no_false_differences() {
                         .unwrap();
                 }
                 n += 1;
+                written.store(n, std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            n
         }
     });
+    let count = || written.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        wait_until(RUN_TIMEOUT, Duration::from_millis(10), async || count()
+            >= 20)
+        .await,
+        "the load does not run"
+    );
+    let before = count();
     let (out, report) = verify(&pair, &["--ttlWithoutExpiry"]).await;
+    let during = count() - before;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let writes = load.await.unwrap();
-    assert!(writes > 10, "the load ran: {writes} writes");
+    load.await.unwrap();
+    assert!(during > 0, "the load ran during the verification");
     assert_eq!(out.status, Some(0), "{out}\n{report:#}");
     mirror.send_sigint();
     assert_eq!(mirror.wait(Duration::from_secs(15)).await.status, Some(0));

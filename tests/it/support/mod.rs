@@ -14,6 +14,7 @@
 
 mod compare;
 mod data;
+mod http;
 mod pair;
 mod process;
 mod provision;
@@ -29,6 +30,9 @@ pub use compare::{
     assert_same_deployments, await_same_deployments, compare_deployments, Difference,
 };
 pub use data::{every_type, mixed_ids};
+pub use http::{
+    get, get_json, request, start_with_status, start_with_status_and, status_line, status_port,
+};
 pub use pair::Pair;
 pub use process::{LineMatcher, WaitError};
 pub use provision::{secantusd, Launcher, SECANTUSDB_REQUIREMENT};

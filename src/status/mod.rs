@@ -1,27 +1,25 @@
-//! The HTTP status endpoint (`--httpStatusPort`): mongomirror's JSON at `GET /`, and Prometheus
-//! metrics at `GET /metrics`.
+//! The run's status, and the HTTP endpoint that serves it (`--httpStatusPort`): mongomirror's
+//! JSON at `GET /`, Prometheus metrics at `GET /metrics`, and the guided cutover at
+//! `POST /cutover` ([`server`]).
 //!
 //! Stages report into one shared [`Status`]; the server only reads it. The JSON keeps
 //! mongomirror's shape (`stage`, `phase`, `details` with packed 64-bit timestamps and one object
-//! per namespace, `errorMessage`) and adds `lagSeconds`. The server is a few dozen lines on
-//! tokio: one GET per connection, bounded request size, `Connection: close`.
+//! per namespace, `errorMessage`) and adds `lagSeconds`.
+
+pub mod metrics;
+pub mod server;
+
+pub use server::serve;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use mongodb::bson::Timestamp;
 use serde_json::{json, Map, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tracing::{info, warn};
 
 use crate::bookmark::CatchUp;
-use crate::error::{Failure, Result};
-
-/// The largest request head the server reads.
-const MAX_REQUEST: usize = 8 * 1024;
+use crate::error::Failure;
 
 /// mongomirror's stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +30,8 @@ pub enum Stage {
     InitialSync,
     /// Tailing and applying the oplog.
     OplogSync,
+    /// A guided cutover: waiting for a quiet source, then verifying.
+    Cutover,
 }
 
 impl Stage {
@@ -40,6 +40,7 @@ impl Stage {
             Stage::Initializing => "initializing",
             Stage::InitialSync => "initial sync",
             Stage::OplogSync => "oplog sync",
+            Stage::Cutover => "cutover",
         }
     }
 }
@@ -242,146 +243,22 @@ impl Status {
         Value::Object(out)
     }
 
-    /// Prometheus text exposition.
+    /// The metrics, as OpenMetrics text (what Prometheus scrapes); see [`metrics`].
     pub fn metrics(&self) -> String {
         let s = self.lock();
-        let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for (labels, value) in samples {
-                out.push_str(&format!("{name}{labels} {value}\n"));
-            }
-        };
-        let per_ns = |f: fn(&NamespaceStatus) -> u64| {
-            s.namespaces
+        metrics::encode(&metrics::Snapshot {
+            namespaces: s
+                .namespaces
                 .iter()
-                .map(|(ns, n)| {
-                    (
-                        format!("{{namespace=\"{}\"}}", escape(ns)),
-                        f(n).to_string(),
-                    )
-                })
-                .collect()
-        };
-        family(
-            "mongomirror_copied_documents_total",
-            "counter",
-            "Documents copied during initial sync.",
-            per_ns(|n| n.copied_docs),
-        );
-        family(
-            "mongomirror_copied_bytes_total",
-            "counter",
-            "BSON bytes copied during initial sync.",
-            per_ns(|n| n.copied_bytes),
-        );
-        let a = s.applied;
-        family(
-            "mongomirror_applied_ops_total",
-            "counter",
-            "Oplog operations replayed, by kind.",
-            [
-                ("write", a.writes),
-                ("command", a.commands),
-                ("transaction", a.transactions),
-                ("skipped", a.skipped),
-                ("missing", a.missing),
-            ]
-            .iter()
-            .map(|(k, v)| (format!("{{kind=\"{k}\"}}"), v.to_string()))
-            .collect(),
-        );
-        if let Some(lag) = s.lag {
-            family(
-                "mongomirror_lag_seconds",
-                "gauge",
-                "Newest source oplog entry minus the last applied one.",
-                vec![(String::new(), lag.to_string())],
-            );
-        }
-        family(
-            "mongomirror_spool_bytes",
-            "gauge",
-            "Bytes of the on-disk oplog spool.",
-            vec![(String::new(), s.spool_bytes.to_string())],
-        );
-        if let Some(at) = s.bookmark_saved {
-            family(
-                "mongomirror_bookmark_age_seconds",
-                "gauge",
-                "Seconds since the bookmark was last saved.",
-                vec![(String::new(), format!("{:.3}", at.elapsed().as_secs_f64()))],
-            );
-        }
-        out
+                .map(|(ns, n)| (ns.clone(), n.copied_docs, n.copied_bytes))
+                .collect(),
+            applied: s.applied,
+            lag: s.lag,
+            spool_bytes: s.spool_bytes,
+            bookmark_age: s.bookmark_saved.map(|at| at.elapsed().as_secs_f64()),
+        })
     }
 }
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Binds the status server and serves it in the background; returns the bound address.
-pub async fn serve(host: &str, port: u16, status: Arc<Status>) -> Result<SocketAddr> {
-    let listener = TcpListener::bind((host, port)).await.map_err(|e| {
-        Failure::usage(format!("cannot serve status on {host}:{port}"))
-            .cause(e)
-            .hint("pick a free --httpStatusPort (0 picks one), or a local --httpStatusHost")
-    })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Failure::runtime("status server").cause(e))?;
-    info!("status server listening on http://{addr}/ (metrics at /metrics)");
-    tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(respond(stream, status.clone()));
-                }
-                Err(e) => warn!("status server: {e}"),
-            }
-        }
-    });
-    Ok(addr)
-}
-
-async fn respond(mut stream: tokio::net::TcpStream, status: Arc<Status>) {
-    let mut buf = vec![0u8; MAX_REQUEST];
-    let mut len = 0;
-    while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf[len..]).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => len += n,
-        }
-    }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let mut words = head.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let (code, kind, body) = match (method, path.split('?').next().unwrap_or("")) {
-        ("GET", "/") => ("200 OK", "application/json", status.json().to_string()),
-        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", status.metrics()),
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain",
-            "not found: try / or /metrics\n".to_string(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "only GET\n".to_string(),
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {code}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,31 +341,12 @@ mod tests {
             text.contains("# TYPE mongomirror_lag_seconds gauge\nmongomirror_lag_seconds 0\n"),
             "{text}"
         );
+        assert!(text.ends_with("# EOF\n"), "{text}");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
             value
                 .parse::<f64>()
                 .unwrap_or_else(|_| panic!("bad sample {line}"));
-        }
-    }
-
-    #[tokio::test]
-    async fn serves_json_and_metrics_over_http() {
-        let status = Status::shared();
-        let addr = serve("127.0.0.1", 0, status.clone()).await.unwrap();
-        for (path, expect) in [
-            ("/", "\"stage\":\"initializing\""),
-            ("/metrics", "mongomirror_spool_bytes 0"),
-            ("/nope", "404"),
-        ] {
-            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            stream
-                .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
-            let mut reply = String::new();
-            stream.read_to_string(&mut reply).await.unwrap();
-            assert!(reply.contains(expect), "{path}: {reply}");
         }
     }
 }
