@@ -14,8 +14,9 @@ mod options;
 pub use args::{Args, ENV_DESTINATION_PASSWORD, ENV_PASSWORD, ENV_SSL_PEM_KEY_PASSWORD};
 pub use namespace::{Namespace, NamespaceFilter, SYSTEM_DATABASES};
 pub use options::{
-    Address, Auth, Compressor, Compressors, Endpoint, HostPort, Options, Side, TlsSettings,
-    Verbosity, DEFAULT_BOOKMARK_FILE, DEFAULT_OPLOG_BATCH_SIZE, DEFAULT_PARALLEL_COLLECTIONS,
+    built_mechanisms, Address, Auth, Compressor, Compressors, Endpoint, HostPort, Options, Side,
+    TlsSettings, Verbosity, DEFAULT_BOOKMARK_FILE, DEFAULT_OPLOG_BATCH_SIZE,
+    DEFAULT_PARALLEL_COLLECTIONS,
 };
 
 use std::ffi::OsString;
