@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 use clap::{ArgAction, Parser};
 
 use super::namespace::Namespace;
+use super::options::LogFormat;
 
 /// Help sections, in the order `--help` shows them.
 pub(crate) const SOURCE: &str = "Source";
@@ -250,6 +251,11 @@ pub struct Args {
     /// More detailed logs; repeat for more (-vv).
     #[arg(short = 'v', long, action = ArgAction::Count, help_heading = GENERAL)]
     pub verbose: u8,
+
+    /// Log line format: `text`, mongomirror's lines, or `json`, one object per line with time,
+    /// level, message and fields (namespace, counts, lag, error, hint) for log shippers.
+    #[arg(long, value_name = "FORMAT", value_enum, ignore_case = true, default_value_t = LogFormat::Text, help_heading = GENERAL)]
+    pub log_format: LogFormat,
 
     /// Only warnings and errors.
     #[arg(long, conflicts_with = "verbose", help_heading = GENERAL)]

@@ -382,6 +382,16 @@ pub enum Verbosity {
     Trace,
 }
 
+/// How log lines are written (`--logFormat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// mongo-tools text lines, as mongomirror prints them: what scripts grep.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
 /// The validated options of one run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -417,6 +427,8 @@ pub struct Options {
     pub preflight_only: bool,
     /// `-v` / `--quiet`.
     pub verbosity: Verbosity,
+    /// `--logFormat`.
+    pub log_format: LogFormat,
     /// Warnings about accepted but ineffective flags, logged once logging is up.
     pub warnings: Vec<String>,
 }
@@ -518,6 +530,7 @@ impl Options {
                 .map(|p| (args.http_status_host.clone(), p)),
             preflight_only: args.preflight_only,
             verbosity,
+            log_format: args.log_format,
             warnings,
         })
     }

@@ -329,6 +329,28 @@ flag_test!(flag_verbose_long, ["--verbose"], |o| assert_eq!(
     o.verbosity,
     Verbosity::Verbose
 ));
+flag_test!(flag_log_format, ["--logFormat", "json"], |o| assert_eq!(
+    o.log_format,
+    LogFormat::Json
+));
+flag_test!(flag_log_format_default, [], |o| assert_eq!(
+    o.log_format,
+    LogFormat::Text
+));
+
+#[test]
+fn log_format_is_found_before_parsing() {
+    let scan = |argv: &[&str]| log_format_in(&argv.iter().map(OsString::from).collect::<Vec<_>>());
+    assert_eq!(
+        scan(&["mm", "--logFormat", "json", "--nope"]),
+        LogFormat::Json
+    );
+    assert_eq!(scan(&["mm", "--logFormat=JSON"]), LogFormat::Json);
+    assert_eq!(scan(&["mm", "--logFormat=text"]), LogFormat::Text);
+    assert_eq!(scan(&["mm", "--host", "h"]), LogFormat::Text);
+    assert_eq!(scan(&["mm", "--logFormat"]), LogFormat::Text);
+}
+
 flag_test!(flag_quiet, ["--quiet"], |o| assert_eq!(
     o.verbosity,
     Verbosity::Quiet
@@ -834,6 +856,18 @@ fn bad_inputs_fail_with_usage_code_and_hint() {
                 "--quiet",
             ],
             "cannot be used with",
+        ),
+        (
+            &[
+                "mongomirror",
+                "--host",
+                "h",
+                "--destination",
+                "d",
+                "--logFormat",
+                "xml",
+            ],
+            "invalid value 'xml' for '--logFormat <FORMAT>'",
         ),
     ];
     for (argv, expected) in cases {
