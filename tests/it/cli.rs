@@ -221,16 +221,21 @@ fn flags_in(text: &str, entry_start: impl Fn(&str) -> Option<&str>) -> BTreeSet<
         .collect()
 }
 
-#[tokio::test]
-async fn help_shows_every_mongomirror_option_and_matches_docs_cli_md() {
+/// The long flags `mongomirror --help` lists.
+async fn help_flags() -> BTreeSet<String> {
     let out = mongomirror().arg("--help").run(QUICK).await;
     assert!(out.success(), "{out}");
     // Help entries are lines that start (after indentation) with `-x, --flag` or `--flag`.
-    let help = flags_in(&out.stdout, |l| {
+    flags_in(&out.stdout, |l| {
         let t = l.trim_start();
         (t.starts_with("--") || (t.starts_with('-') && t.get(2..4) == Some(", ")))
             .then(|| t.split("  ").next().unwrap_or(t))
-    });
+    })
+}
+
+#[tokio::test]
+async fn help_shows_every_mongomirror_option_and_matches_docs_cli_md() {
+    let help = help_flags().await;
     for flag in MONGOMIRROR_FLAGS {
         assert!(help.contains(flag), "--help lacks --{flag}");
     }
@@ -333,4 +338,49 @@ async fn log_format_json_makes_every_line_of_a_run_an_object() {
             .all(|v| v["level"] == "info" || v["level"] == "warn"),
         "{out}"
     );
+}
+
+/// The man page and the completions come from the clap definition that prints `--help`
+/// (tools/assets.rs renders them the same way): each names every flag `--help` lists.
+#[tokio::test]
+async fn man_page_and_completions_name_every_flag_of_help() {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+
+    // `token` occurs followed by something other than a flag-name character.
+    let names = |text: &str, token: &str| {
+        text.match_indices(token)
+            .any(|(i, _)| !text[i + token.len()..].starts_with(|c: char| c.is_ascii_alphanumeric()))
+    };
+    let mut man = Vec::new();
+    clap_mangen::Man::new(mongomirror::cli::Args::command())
+        .render(&mut man)
+        .unwrap();
+    let man = String::from_utf8(man).unwrap();
+    let completions = |shell| {
+        let mut out = Vec::new();
+        clap_complete::generate(
+            shell,
+            &mut mongomirror::cli::Args::command(),
+            "mongomirror",
+            &mut out,
+        );
+        String::from_utf8(out).unwrap()
+    };
+    let (bash, zsh, fish) = (
+        completions(Shell::Bash),
+        completions(Shell::Zsh),
+        completions(Shell::Fish),
+    );
+    let help = help_flags().await;
+    assert!(help.len() > 40, "{help:?}");
+    for flag in &help {
+        assert!(
+            names(&man, &format!("\\-\\-{flag}")),
+            "man page lacks --{flag}"
+        );
+        assert!(names(&bash, &format!("--{flag}")), "bash lacks --{flag}");
+        assert!(names(&zsh, &format!("--{flag}")), "zsh lacks --{flag}");
+        assert!(names(&fish, &format!("-l {flag}")), "fish lacks --{flag}");
+    }
 }
