@@ -199,7 +199,12 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connected> {
 
 async fn connect_with(endpoint: &Endpoint, options: ClientOptions) -> Result<Connected> {
     let client = Client::with_options(options.clone()).map_err(|e| {
-        Failure::usage(format!("invalid {} connection options", endpoint.side)).cause(e)
+        Failure::usage(format!(
+            "the driver cannot use the {} connection options",
+            endpoint.side
+        ))
+        .cause(e)
+        .hint("fix the option named above")
     })?;
     let admin = client.database("admin");
     let hello = match admin.run_command(doc! { "hello": 1 }).await {
