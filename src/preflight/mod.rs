@@ -118,6 +118,8 @@ pub async fn run(
         None => "featureCompatibilityVersion not reported".to_string(),
     };
     info!(
+        source_version = %source.version,
+        destination_version = %destination.version,
         "preflight: the source runs MongoDB {} ({}), the destination MongoDB {} ({})",
         source.version,
         fcv_shown(&src_fcv),
@@ -201,6 +203,9 @@ async fn warn_about_oplog_window(source: &Connected, plan: &[SourceCollection]) 
         .filter(|r| *r > 0.0)
         .map(|r| (bytes as f64 / r).ceil() as u64);
     info!(
+        oplog_window_seconds = window,
+        bytes,
+        copy_seconds = estimate,
         "preflight: the source oplog covers the last {} of writes; {}",
         duration(window),
         copy_time(bytes, estimate)

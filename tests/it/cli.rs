@@ -338,6 +338,15 @@ async fn log_format_json_makes_every_line_of_a_run_an_object() {
             .all(|v| v["level"] == "info" || v["level"] == "warn"),
         "{out}"
     );
+    // Structured fields come typed: the preflight's oplog window is a number of seconds.
+    assert!(
+        lines.iter().any(|v| v["oplog_window_seconds"].is_u64()
+            && v["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("preflight: the source oplog covers")),
+        "{out}"
+    );
 }
 
 /// The man page and the completions come from the clap definition that prints `--help`
