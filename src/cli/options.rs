@@ -673,7 +673,8 @@ fn not_built(flag: &str, value: &str, feature: &str) -> Failure {
         "{flag} {value} is not available: this mongomirror was built without the cargo feature `{feature}`"
     ))
     .hint(format!(
-        "use a release binary, which has it, or rebuild with `cargo install --path . --features {feature}` (see docs/cli.md for what it needs)"
+        "use a release binary that has it ({}), or rebuild with `cargo install --path . --features {feature}` (docs/cli.md says what it needs)",
+        if feature == "gssapi" { "macOS, or Linux -gnu-gssapi" } else { "any of them" }
     ))
 }
 
