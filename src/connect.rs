@@ -486,13 +486,13 @@ mod tests {
 
     #[tokio::test]
     async fn x509_uses_the_client_certificate_and_no_password() {
-        let (c, driver) = source_credential(&[
+        let x509 = [
             "--authenticationMechanism",
             "MONGODB-X509",
             "--sslPEMKeyFile",
             "Cargo.toml",
-        ])
-        .await;
+        ];
+        let (c, driver) = source_credential(&x509).await;
         assert_eq!(c.mechanism, Some(AuthMechanism::MongoDbX509));
         assert_eq!((c.username, c.password.as_deref()), (None, None));
         match driver.tls {
@@ -501,16 +501,8 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let with_subject = source_credential(&[
-            "--authenticationMechanism",
-            "MONGODB-X509",
-            "--sslPEMKeyFile",
-            "Cargo.toml",
-            "--username",
-            "CN=mirror,O=example",
-        ])
-        .await
-        .0;
+        let with_subject = [&x509[..], &["--username", "CN=mirror,O=example"]].concat();
+        let with_subject = source_credential(&with_subject).await.0;
         AuthMechanism::MongoDbX509
             .validate_credential(&with_subject)
             .unwrap();
@@ -525,17 +517,7 @@ mod tests {
     async fn aws_keys_from_flags_become_a_credential_provider() {
         use aws_credential_types::provider::ProvideCredentials;
 
-        let (c, driver) = source_credential(&[
-            "--authenticationMechanism",
-            "MONGODB-IAM",
-            "--username",
-            "AKIAEXAMPLEKEYID",
-            "--password",
-            "aws-Secret-Key",
-            "--awsSessionToken",
-            "aws-Session-Token",
-        ])
-        .await;
+        let (c, driver) = source_credential(crate::cli::tests::AWS_FLAGS).await;
         assert_eq!(c.mechanism, Some(AuthMechanism::MongoDbAws));
         // The keys live only in the provider, not in the deprecated user name/password slots.
         assert_eq!((c.username.as_deref(), c.password.as_deref()), (None, None));
@@ -573,17 +555,7 @@ mod tests {
     #[cfg(feature = "gssapi")]
     #[tokio::test]
     async fn gssapi_flags_become_service_properties() {
-        let (c, _) = source_credential(&[
-            "--authenticationMechanism",
-            "GSSAPI",
-            "--username",
-            "mirror@EXAMPLE.COM",
-            "--gssapiServiceName",
-            "mongodb-prod",
-            "--gssapiHostName",
-            "db1.internal",
-        ])
-        .await;
+        let (c, _) = source_credential(crate::cli::tests::GSSAPI_FLAGS).await;
         assert_eq!(c.mechanism, Some(AuthMechanism::Gssapi));
         assert_eq!(c.username.as_deref(), Some("mirror@EXAMPLE.COM"));
         assert_eq!(

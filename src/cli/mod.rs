@@ -128,4 +128,4 @@ fn redact_uris_in(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

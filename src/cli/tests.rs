@@ -426,7 +426,7 @@ refused_test!(
 );
 
 /// The AWS flags of one run: the access key ID, the secret access key and a session token.
-const AWS_FLAGS: &[&str] = &[
+pub(crate) const AWS_FLAGS: &[&str] = &[
     "--authenticationMechanism",
     "MONGODB-AWS",
     "--username",
@@ -437,26 +437,27 @@ const AWS_FLAGS: &[&str] = &[
     "aws-Session-Token",
 ];
 
+/// The GSSAPI flags of one run: the principal, the service name and the service host.
+#[cfg(feature = "gssapi")]
+pub(crate) const GSSAPI_FLAGS: &[&str] = &[
+    "--authenticationMechanism",
+    "GSSAPI",
+    "--username",
+    "mirror@EXAMPLE.COM",
+    "--gssapiServiceName",
+    "mongodb-prod",
+    "--gssapiHostName",
+    "db1.internal",
+];
+
 #[cfg(feature = "aws")]
-flag_test!(
-    flag_aws_session_token,
-    [
-        "--authenticationMechanism",
-        "MONGODB-AWS",
-        "--username",
-        "AKIAEXAMPLEKEYID",
-        "--password",
-        "aws-Secret-Key",
-        "--awsSessionToken",
-        "aws-Session-Token"
-    ],
-    |o| {
-        let auth = o.source.auth.unwrap();
-        assert_eq!(auth.mechanism, Some(AuthMechanism::MongoDbAws));
-        assert_eq!(auth.username.as_deref(), Some("AKIAEXAMPLEKEYID"));
-        assert_eq!(auth.aws_session_token.as_deref(), Some("aws-Session-Token"));
-    }
-);
+#[test]
+fn flag_aws_session_token() {
+    let auth = parse_ok(AWS_FLAGS).source.auth.unwrap();
+    assert_eq!(auth.mechanism, Some(AuthMechanism::MongoDbAws));
+    assert_eq!(auth.username.as_deref(), Some("AKIAEXAMPLEKEYID"));
+    assert_eq!(auth.aws_session_token.as_deref(), Some("aws-Session-Token"));
+}
 #[cfg(feature = "aws")]
 flag_test!(
     flag_mongodb_iam_is_mongodb_aws,
@@ -475,38 +476,18 @@ refused_test!(
     "cargo feature `aws`"
 );
 #[cfg(feature = "gssapi")]
-flag_test!(
-    flag_gssapi_service_name,
-    [
-        "--authenticationMechanism",
-        "GSSAPI",
-        "--username",
-        "mirror@EXAMPLE.COM",
-        "--gssapiServiceName",
-        "mongodb-prod"
-    ],
-    |o| {
-        let auth = o.source.auth.unwrap();
-        assert_eq!(auth.mechanism, Some(AuthMechanism::Gssapi));
-        assert_eq!(auth.gssapi_service_name.as_deref(), Some("mongodb-prod"));
-    }
-);
+#[test]
+fn flag_gssapi_service_name() {
+    let auth = parse_ok(GSSAPI_FLAGS).source.auth.unwrap();
+    assert_eq!(auth.mechanism, Some(AuthMechanism::Gssapi));
+    assert_eq!(auth.gssapi_service_name.as_deref(), Some("mongodb-prod"));
+}
 #[cfg(feature = "gssapi")]
-flag_test!(
-    flag_gssapi_host_name,
-    [
-        "--authenticationMechanism",
-        "GSSAPI",
-        "--username",
-        "mirror@EXAMPLE.COM",
-        "--gssapiHostName",
-        "db1.internal"
-    ],
-    |o| assert_eq!(
-        o.source.auth.unwrap().gssapi_host_name.as_deref(),
-        Some("db1.internal")
-    )
-);
+#[test]
+fn flag_gssapi_host_name() {
+    let auth = parse_ok(GSSAPI_FLAGS).source.auth.unwrap();
+    assert_eq!(auth.gssapi_host_name.as_deref(), Some("db1.internal"));
+}
 #[cfg(not(feature = "gssapi"))]
 refused_test!(
     flag_gssapi_without_the_feature,
@@ -536,24 +517,22 @@ flag_test!(
 );
 #[test]
 fn flag_destination_x509_from_a_uri_certificate() {
-    {
-        let o = match parse([
-            "mongomirror",
-            "--host",
-            "h",
-            "--destination",
-            "mongodb://d1/?tls=true&tlsCertificateKeyFile=/etc/mm/client.pem",
-            "--destinationAuthenticationMechanism",
-            "MONGODB-X509",
-        ]) {
-            Ok(Invocation::Run(o)) => o,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(
-            o.destination.auth.unwrap().mechanism,
-            Some(AuthMechanism::MongoDbX509)
-        );
-    }
+    let o = match parse([
+        "mongomirror",
+        "--host",
+        "h",
+        "--destination",
+        "mongodb://d1/?tls=true&tlsCertificateKeyFile=/etc/mm/client.pem",
+        "--destinationAuthenticationMechanism",
+        "MONGODB-X509",
+    ]) {
+        Ok(Invocation::Run(o)) => o,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        o.destination.auth.unwrap().mechanism,
+        Some(AuthMechanism::MongoDbX509)
+    );
 }
 flag_test!(
     flag_plain_on_the_source,
