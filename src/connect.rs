@@ -15,7 +15,7 @@ use mongodb::options::{
 use mongodb::Client;
 use tracing::warn;
 
-use crate::cli::{Address, Compressor, Endpoint, Side};
+use crate::cli::{Address, Auth, Compressor, Endpoint, Side};
 use crate::error::{server_code, ExitCode, Failure, Result};
 
 /// The server's answer to a majority read where majority reads are disabled (4.4 PSA sets).
@@ -96,23 +96,7 @@ pub async fn client_options(endpoint: &Endpoint) -> Result<ClientOptions> {
         options.write_concern = Some(WriteConcern::majority());
     }
     if let Some(auth) = &endpoint.auth {
-        let mut credential = options
-            .credential
-            .take()
-            .unwrap_or_else(Credential::default);
-        if auth.username.is_some() {
-            credential.username = auth.username.clone();
-        }
-        if auth.password.is_some() {
-            credential.password = auth.password.clone();
-        }
-        if auth.source.is_some() {
-            credential.source = auth.source.clone();
-        }
-        if auth.mechanism.is_some() {
-            credential.mechanism = auth.mechanism.clone();
-        }
-        options.credential = Some(credential);
+        options.credential = Some(credential(auth, options.credential.take()));
     }
     if let Some(tls) = &endpoint.tls {
         let mut t = match options.tls.take() {
@@ -136,6 +120,77 @@ pub async fn client_options(endpoint: &Endpoint) -> Result<ClientOptions> {
     Ok(options)
 }
 
+/// One side's credential flags, laid over what a URI may already carry.
+///
+/// `--gssapiServiceName` and `--gssapiHostName` become the driver's `SERVICE_NAME` and
+/// `SERVICE_HOST` mechanism properties; MONGODB-AWS keys become a credential provider.
+fn credential(auth: &Auth, from_uri: Option<Credential>) -> Credential {
+    let mut credential = from_uri.unwrap_or_default();
+    if auth.username.is_some() {
+        credential.username = auth.username.clone();
+    }
+    if auth.password.is_some() {
+        credential.password = auth.password.clone();
+    }
+    if auth.source.is_some() {
+        credential.source = auth.source.clone();
+    }
+    if auth.mechanism.is_some() {
+        credential.mechanism = auth.mechanism.clone();
+    }
+    let mut properties = credential.mechanism_properties.take().unwrap_or_default();
+    for (key, value) in [
+        ("SERVICE_NAME", &auth.gssapi_service_name),
+        ("SERVICE_HOST", &auth.gssapi_host_name),
+    ] {
+        if let Some(value) = value {
+            properties.insert(key, value.clone());
+        }
+    }
+    credential.mechanism_properties = (!properties.is_empty()).then_some(properties);
+    #[cfg(feature = "aws")]
+    aws_keys_as_provider(&mut credential, auth);
+    credential
+}
+
+/// Hands MONGODB-AWS keys to the driver as a credential provider, its non-deprecated way (keys
+/// as user name and password are deprecated in driver 3.x and go away in 4.0). With no keys,
+/// the driver asks the AWS environment itself.
+#[cfg(feature = "aws")]
+fn aws_keys_as_provider(credential: &mut Credential, auth: &Auth) {
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_credential_types::Credentials;
+    use mongodb::options::AuthMechanism;
+
+    if credential.mechanism != Some(AuthMechanism::MongoDbAws) {
+        return;
+    }
+    let (Some(key_id), Some(secret)) = (credential.username.take(), credential.password.take())
+    else {
+        return;
+    };
+    let from_uri = credential
+        .mechanism_properties
+        .as_mut()
+        .and_then(|p| p.remove("AWS_SESSION_TOKEN"))
+        .and_then(|t| t.as_str().map(str::to_string));
+    if credential
+        .mechanism_properties
+        .as_ref()
+        .is_some_and(Document::is_empty)
+    {
+        credential.mechanism_properties = None;
+    }
+    let token = auth.aws_session_token.clone().or(from_uri);
+    credential.aws_credential_provider = Some(SharedCredentialsProvider::new(Credentials::new(
+        key_id,
+        secret,
+        token,
+        None,
+        "mongomirror flags",
+    )));
+}
+
 /// Connects to one side and asks who it is.
 pub async fn connect(endpoint: &Endpoint) -> Result<Connected> {
     let options = client_options(endpoint).await?;
@@ -144,7 +199,12 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connected> {
 
 async fn connect_with(endpoint: &Endpoint, options: ClientOptions) -> Result<Connected> {
     let client = Client::with_options(options.clone()).map_err(|e| {
-        Failure::usage(format!("invalid {} connection options", endpoint.side)).cause(e)
+        Failure::usage(format!(
+            "the driver cannot use the {} connection options",
+            endpoint.side
+        ))
+        .cause(e)
+        .hint("fix the option named above")
     })?;
     let admin = client.database("admin");
     let hello = match admin.run_command(doc! { "hello": 1 }).await {
@@ -225,11 +285,9 @@ fn standalone_failure(shown: &str) -> Failure {
     )
 }
 
-/// Names which side failed and why, with the flags that fix it.
-fn classify(endpoint: &Endpoint, error: mongodb::error::Error) -> Failure {
+/// What to check after the server refused the credentials, for the mechanism in use.
+fn credentials_hint(endpoint: &Endpoint) -> String {
     let side = endpoint.side;
-    let shown = endpoint.address.display();
-    let cause = error.to_string();
     let (user, password, auth_db) = match side {
         Side::Source => ("--username", "--password", "--authenticationDatabase"),
         Side::Destination => (
@@ -238,20 +296,52 @@ fn classify(endpoint: &Endpoint, error: mongodb::error::Error) -> Failure {
             "--destinationAuthenticationDatabase",
         ),
     };
+    let mechanism = endpoint
+        .auth
+        .as_ref()
+        .and_then(|a| a.mechanism.as_ref())
+        .map(|m| m.as_str());
+    match mechanism {
+        Some("MONGODB-X509") => format!(
+            "check that the {side} knows the client certificate's subject as a user in $external, and that its CA trusts the certificate"
+        ),
+        Some("MONGODB-AWS") => format!(
+            "check the AWS keys ({user}, {password}, --awsSessionToken, or the AWS environment) and that their IAM user or role is a {side} user in $external"
+        ),
+        Some("GSSAPI") => format!(
+            "check the Kerberos ticket (klist), the principal in {user}, and --gssapiServiceName/--gssapiHostName"
+        ),
+        Some("PLAIN") => format!(
+            "check {user} and {password} against the LDAP directory, and that the {side} has LDAP authentication enabled"
+        ),
+        _ => format!(
+            "check {user}, {password} and {auth_db} (SCRAM users usually live in admin); the user needs the documented roles"
+        ),
+    }
+}
+
+/// Names which side failed and why, with the flags that fix it.
+fn classify(endpoint: &Endpoint, error: mongodb::error::Error) -> Failure {
+    let side = endpoint.side;
+    let shown = endpoint.address.display();
+    let cause = error.to_string();
     match *error.kind {
         ErrorKind::Authentication { .. } => {
             Failure::connection(format!("authentication to the {side} {shown} failed"))
                 .cause(cause)
-                .hint(format!(
-                    "check {user}, {password} and {auth_db} (SCRAM users usually live in admin)"
-                ))
+                .hint(credentials_hint(endpoint))
         }
+        ErrorKind::InvalidArgument { .. } => Failure::usage(format!(
+            "the driver refused the {side} connection options for {shown}"
+        ))
+        .cause(cause)
+        .hint(format!(
+            "fix the {side} options named above (a mongodb:// URI's query options included)"
+        )),
         ErrorKind::Command(ref c) if c.code == 18 || c.code == 13 => {
             Failure::connection(format!("the {side} {shown} refused the credentials"))
                 .cause(cause)
-                .hint(format!(
-                    "check {user}, {password} and {auth_db}; the user needs the documented roles"
-                ))
+                .hint(credentials_hint(endpoint))
         }
         _ => {
             let lower = cause.to_ascii_lowercase();
@@ -320,5 +410,177 @@ async fn diagnose(
         Ok(_) => failure,
         Err(_) if endpoint.side == Side::Source => standalone_failure(&endpoint.address.display()),
         Err(_) => failure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each mechanism's flags, down to the driver `Credential` they produce.
+
+    use mongodb::options::AuthMechanism;
+
+    use super::*;
+    use crate::cli::{parse, Invocation, Options};
+
+    fn options(extra: &[&str]) -> Options {
+        let base = [
+            "mongomirror",
+            "--host",
+            "rs0/h1:27017",
+            "--destination",
+            "d1",
+        ];
+        match parse(base.iter().chain(extra)) {
+            Ok(Invocation::Run(o)) => *o,
+            other => panic!("{extra:?}: {other:?}"),
+        }
+    }
+
+    async fn source_credential(extra: &[&str]) -> (Credential, ClientOptions) {
+        let driver = client_options(&options(extra).source).await.unwrap();
+        (driver.credential.clone().expect("a credential"), driver)
+    }
+
+    #[tokio::test]
+    async fn scram_and_plain_map_user_password_database_and_mechanism() {
+        let (c, driver) = source_credential(&[
+            "--username",
+            "alice",
+            "--password",
+            "scram-Pw",
+            "--authenticationDatabase",
+            "users",
+            "--authenticationMechanism",
+            "SCRAM-SHA-256",
+        ])
+        .await;
+        assert_eq!(c.username.as_deref(), Some("alice"));
+        assert_eq!(c.password.as_deref(), Some("scram-Pw"));
+        assert_eq!(c.source.as_deref(), Some("users"));
+        assert_eq!(c.mechanism, Some(AuthMechanism::ScramSha256));
+        assert!(!format!("{driver:?}").contains("scram-Pw"));
+
+        let o = options(&[
+            "--destinationUsername",
+            "ldap-user",
+            "--destinationPassword",
+            "ldap-Pw",
+            "--destinationAuthenticationMechanism",
+            "PLAIN",
+            "--destinationAuthenticationDatabase",
+            "$external",
+        ]);
+        let c = client_options(&o.destination)
+            .await
+            .unwrap()
+            .credential
+            .unwrap();
+        assert_eq!(c.mechanism, Some(AuthMechanism::Plain));
+        assert_eq!(c.source.as_deref(), Some("$external"));
+        assert_eq!(
+            (c.username.as_deref(), c.password.as_deref()),
+            (Some("ldap-user"), Some("ldap-Pw"))
+        );
+        AuthMechanism::Plain.validate_credential(&c).unwrap();
+    }
+
+    #[tokio::test]
+    async fn x509_uses_the_client_certificate_and_no_password() {
+        let x509 = [
+            "--authenticationMechanism",
+            "MONGODB-X509",
+            "--sslPEMKeyFile",
+            "Cargo.toml",
+        ];
+        let (c, driver) = source_credential(&x509).await;
+        assert_eq!(c.mechanism, Some(AuthMechanism::MongoDbX509));
+        assert_eq!((c.username, c.password.as_deref()), (None, None));
+        match driver.tls {
+            Some(Tls::Enabled(t)) => {
+                assert_eq!(t.cert_key_file_path, Some("Cargo.toml".into()))
+            }
+            other => panic!("{other:?}"),
+        }
+        let with_subject = [&x509[..], &["--username", "CN=mirror,O=example"]].concat();
+        let with_subject = source_credential(&with_subject).await.0;
+        AuthMechanism::MongoDbX509
+            .validate_credential(&with_subject)
+            .unwrap();
+        assert_eq!(
+            with_subject.username.as_deref(),
+            Some("CN=mirror,O=example")
+        );
+    }
+
+    #[cfg(feature = "aws")]
+    #[tokio::test]
+    async fn aws_keys_from_flags_become_a_credential_provider() {
+        use aws_credential_types::provider::ProvideCredentials;
+
+        let (c, driver) = source_credential(crate::cli::tests::AWS_FLAGS).await;
+        assert_eq!(c.mechanism, Some(AuthMechanism::MongoDbAws));
+        // The keys live only in the provider, not in the deprecated user name/password slots.
+        assert_eq!((c.username.as_deref(), c.password.as_deref()), (None, None));
+        assert_eq!(c.mechanism_properties, None);
+        let keys = c
+            .aws_credential_provider
+            .as_ref()
+            .expect("a provider")
+            .provide_credentials()
+            .await
+            .unwrap();
+        assert_eq!(keys.access_key_id(), "AKIAEXAMPLEKEYID");
+        assert_eq!(keys.secret_access_key(), "aws-Secret-Key");
+        assert_eq!(keys.session_token(), Some("aws-Session-Token"));
+        let shown = format!("{driver:?} {c:?}");
+        assert!(
+            !shown.contains("aws-Secret-Key") && !shown.contains("aws-Session-Token"),
+            "{shown}"
+        );
+        AuthMechanism::MongoDbAws.validate_credential(&c).unwrap();
+    }
+
+    #[cfg(feature = "aws")]
+    #[tokio::test]
+    async fn aws_without_keys_leaves_them_to_the_aws_environment() {
+        let (c, _) = source_credential(&["--authenticationMechanism", "MONGODB-AWS"]).await;
+        assert_eq!(c.mechanism, Some(AuthMechanism::MongoDbAws));
+        assert!(c.username.is_none() && c.aws_credential_provider.is_none());
+        assert_eq!(
+            c.source, None,
+            "the driver defaults MONGODB-AWS to $external"
+        );
+    }
+
+    #[cfg(feature = "gssapi")]
+    #[tokio::test]
+    async fn gssapi_flags_become_service_properties() {
+        let (c, _) = source_credential(crate::cli::tests::GSSAPI_FLAGS).await;
+        assert_eq!(c.mechanism, Some(AuthMechanism::Gssapi));
+        assert_eq!(c.username.as_deref(), Some("mirror@EXAMPLE.COM"));
+        assert_eq!(
+            c.mechanism_properties,
+            Some(doc! { "SERVICE_NAME": "mongodb-prod", "SERVICE_HOST": "db1.internal" })
+        );
+        AuthMechanism::Gssapi.validate_credential(&c).unwrap();
+    }
+
+    #[tokio::test]
+    async fn flags_override_a_uri_credential_and_keep_its_properties() {
+        let o = options(&[]);
+        let mut endpoint = o.source.clone();
+        endpoint.address = Address::parse(
+            "--host",
+            "mongodb://uri-user:uri-Pw@h1/?authSource=admin&authMechanism=SCRAM-SHA-1",
+        )
+        .unwrap();
+        endpoint.auth = Some(Auth {
+            password: Some("flag-Pw".into()),
+            ..Auth::default()
+        });
+        let c = client_options(&endpoint).await.unwrap().credential.unwrap();
+        assert_eq!(c.username.as_deref(), Some("uri-user"));
+        assert_eq!(c.password.as_deref(), Some("flag-Pw"));
+        assert_eq!(c.mechanism, Some(AuthMechanism::ScramSha1));
     }
 }

@@ -6,13 +6,15 @@ use mongomirror::logging;
 
 fn main() {
     install_panic_hook();
-    let code = match cli::parse(std::env::args_os()) {
+    let argv: Vec<_> = std::env::args_os().collect();
+    logging::set_format(cli::log_format_in(&argv));
+    let code = match cli::parse(argv) {
         Ok(Invocation::Print(text)) => {
             print!("{text}");
             ExitCode::Success.code()
         }
         Ok(Invocation::Run(options)) => {
-            logging::init(options.verbosity);
+            logging::init(options.verbosity, options.log_format);
             run(*options)
         }
         Err(failure) => {

@@ -5,11 +5,22 @@
 //! [`register_secret`] so that [`scrub`] can remove it from any text, including error messages
 //! that come back from the driver or a server.
 
-use std::sync::{Mutex, OnceLock};
+/// Runs `f` on the registered secrets: one list for the whole process.
+#[cfg(not(test))]
+fn with_secrets<R>(f: impl FnOnce(&mut Vec<String>) -> R) -> R {
+    use std::sync::Mutex;
+    static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    f(&mut SECRETS.lock().unwrap_or_else(|e| e.into_inner()))
+}
 
-fn secrets() -> &'static Mutex<Vec<String>> {
-    static SECRETS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    SECRETS.get_or_init(|| Mutex::new(Vec::new()))
+/// Unit tests run in parallel threads of one process, and many register one-letter passwords:
+/// each test thread keeps its own list, so that one test's secrets cannot mask another's text.
+#[cfg(test)]
+fn with_secrets<R>(f: impl FnOnce(&mut Vec<String>) -> R) -> R {
+    thread_local! {
+        static SECRETS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SECRETS.with(|s| f(&mut s.borrow_mut()))
 }
 
 /// The text shown in place of a credential.
@@ -20,24 +31,26 @@ pub fn register_secret(secret: &str) {
     if secret.is_empty() {
         return;
     }
-    let mut list = secrets().lock().unwrap_or_else(|e| e.into_inner());
-    if !list.iter().any(|s| s == secret) {
-        list.push(secret.to_string());
-        // Longest first, so a secret that contains another is masked whole.
-        list.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    }
+    with_secrets(|list| {
+        if !list.iter().any(|s| s == secret) {
+            list.push(secret.to_string());
+            // Longest first, so a secret that contains another is masked whole.
+            list.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    });
 }
 
 /// Replaces every registered secret in `text` with [`MASK`].
 pub fn scrub(text: &str) -> String {
-    let list = secrets().lock().unwrap_or_else(|e| e.into_inner());
-    let mut out = text.to_string();
-    for s in list.iter() {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), MASK);
+    with_secrets(|list| {
+        let mut out = text.to_string();
+        for s in list.iter() {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), MASK);
+            }
         }
-    }
-    out
+        out
+    })
 }
 
 /// Query options of a connection string whose values are secret.

@@ -4,9 +4,12 @@
 //! checked without context (numbers, ports, compressor names, namespaces) are checked by the
 //! parser; everything that needs the whole picture is resolved into [`super::Options`].
 
+use std::sync::LazyLock;
+
 use clap::{ArgAction, Parser};
 
 use super::namespace::Namespace;
+use super::options::LogFormat;
 
 /// Help sections, in the order `--help` shows them.
 pub(crate) const SOURCE: &str = "Source";
@@ -26,17 +29,21 @@ pub const ENV_DESTINATION_PASSWORD: &str = "MONGOMIRROR_DESTINATION_PASSWORD";
 /// Environment variable for `--sslPEMKeyPassword`.
 pub const ENV_SSL_PEM_KEY_PASSWORD: &str = "MONGOMIRROR_SSL_PEM_KEY_PASSWORD";
 
-const VERSION: &str = concat!(
-    "version: ",
-    env!("CARGO_PKG_VERSION"),
-    " (mongomirror-rs; flag-compatible with mongomirror 0.13)"
-);
+/// `--version`: the version, and the authentication mechanisms this build has (they depend on
+/// cargo features).
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "version: {} (mongomirror-rs; flag-compatible with mongomirror 0.13)\nauthentication mechanisms: {}",
+        env!("CARGO_PKG_VERSION"),
+        super::options::built_mechanisms().join(", ")
+    )
+});
 
 /// mongomirror's command line.
 #[derive(Parser, Debug, Default, Clone)]
 #[command(
     name = "mongomirror",
-    version = VERSION,
+    version = VERSION.as_str(),
     about = "Migrate a live MongoDB replica set into another one: initial sync, then continuous oplog sync.",
     after_help = "Exit codes: 0 success or clean interrupt, 1 runtime failure, 2 usage error, \
                   3 connection or authentication failure, 4 preflight failure, 5 lost oplog position.",
@@ -60,23 +67,27 @@ pub struct Args {
     #[arg(long, value_name = "PASSWORD", env = ENV_PASSWORD, hide_env_values = true, help_heading = SOURCE)]
     pub password: Option<String>,
 
-    /// Database the source user was created in (default: admin, or $external for X.509).
+    /// Database the source user was created in (default: admin; $external for MONGODB-X509,
+    /// MONGODB-AWS, GSSAPI and LDAP users).
     #[arg(long, value_name = "DB", help_heading = SOURCE)]
     pub authentication_database: Option<String>,
 
-    /// Source auth mechanism: SCRAM-SHA-1, SCRAM-SHA-256, MONGODB-X509 or PLAIN.
+    /// Source auth mechanism: SCRAM-SHA-256, SCRAM-SHA-1, MONGODB-X509, PLAIN (LDAP),
+    /// MONGODB-AWS (alias MONGODB-IAM) or GSSAPI (Kerberos). `--version` lists this build's.
     #[arg(long, value_name = "MECHANISM", help_heading = SOURCE)]
     pub authentication_mechanism: Option<String>,
 
-    /// AWS session token for MONGODB-IAM (not supported by this build).
+    /// AWS session token for MONGODB-AWS with temporary credentials; --username is the access key
+    /// ID and --password the secret access key. Without all three, the AWS environment is used.
     #[arg(long, value_name = "TOKEN", help_heading = SOURCE)]
     pub aws_session_token: Option<String>,
 
-    /// Kerberos service name for GSSAPI (not supported by this build).
+    /// Kerberos service name for GSSAPI, when it is not `mongodb`.
     #[arg(long = "gssapiServiceName", value_name = "NAME", help_heading = SOURCE)]
     pub gssapi_service_name: Option<String>,
 
-    /// Kerberos host name for GSSAPI (not supported by this build).
+    /// Host name in the Kerberos service principal for GSSAPI, when it differs from the one DNS
+    /// gives.
     #[arg(long = "gssapiHostName", value_name = "HOST", help_heading = SOURCE)]
     pub gssapi_host_name: Option<String>,
 
@@ -102,7 +113,8 @@ pub struct Args {
     #[arg(long, value_name = "DB", help_heading = DESTINATION)]
     pub destination_authentication_database: Option<String>,
 
-    /// Destination auth mechanism: SCRAM-SHA-1, SCRAM-SHA-256 or PLAIN.
+    /// Destination auth mechanism, as --authenticationMechanism. MONGODB-X509 takes its client
+    /// certificate from a --destination URI (tlsCertificateKeyFile).
     #[arg(long, value_name = "MECHANISM", help_heading = DESTINATION)]
     pub destination_authentication_mechanism: Option<String>,
 
@@ -127,7 +139,7 @@ pub struct Args {
     #[arg(long = "sslCAFile", value_name = "FILE", help_heading = TLS)]
     pub ssl_ca_file: Option<String>,
 
-    /// Certificate revocation list (not supported by this build's TLS stack).
+    /// Certificate revocation list: refused, the driver's TLS options cannot carry one.
     #[arg(long = "sslCRLFile", value_name = "FILE", help_heading = TLS)]
     pub ssl_crl_file: Option<String>,
 
@@ -254,6 +266,11 @@ pub struct Args {
     /// More detailed logs; repeat for more (-vv).
     #[arg(short = 'v', long, action = ArgAction::Count, help_heading = GENERAL)]
     pub verbose: u8,
+
+    /// Log line format: `text`, mongomirror's lines, or `json`, one object per line with time,
+    /// level, message and fields (namespace, counts, lag, error, hint) for log shippers.
+    #[arg(long, value_name = "FORMAT", value_enum, ignore_case = true, default_value_t = LogFormat::Text, help_heading = GENERAL)]
+    pub log_format: LogFormat,
 
     /// Only warnings and errors.
     #[arg(long, conflicts_with = "verbose", help_heading = GENERAL)]

@@ -14,8 +14,9 @@ mod options;
 pub use args::{Args, ENV_DESTINATION_PASSWORD, ENV_PASSWORD, ENV_SSL_PEM_KEY_PASSWORD};
 pub use namespace::{Namespace, NamespaceFilter, SYSTEM_DATABASES};
 pub use options::{
-    Address, Auth, Compressor, Compressors, Endpoint, HostPort, Options, Side, TlsSettings,
-    Verbosity, DEFAULT_BOOKMARK_FILE, DEFAULT_OPLOG_BATCH_SIZE, DEFAULT_PARALLEL_COLLECTIONS,
+    built_mechanisms, Address, Auth, Compressor, Compressors, Endpoint, HostPort, LogFormat,
+    Options, Side, TlsSettings, Verbosity, DEFAULT_BOOKMARK_FILE, DEFAULT_OPLOG_BATCH_SIZE,
+    DEFAULT_PARALLEL_COLLECTIONS,
 };
 
 use std::ffi::OsString;
@@ -54,6 +55,29 @@ where
     }
     let args = Args::from_arg_matches(&matches).map_err(|e| clap_failure(e, None))?;
     Options::from_args(args).map(|o| Invocation::Run(Box::new(o)))
+}
+
+/// The `--logFormat` typed on the command line, found by a plain scan of the arguments.
+///
+/// It lets a usage error, which is found before the flags are resolved, come out in the format
+/// the operator asked for. A value only the config file sets applies once parsing succeeds.
+pub fn log_format_in(argv: &[OsString]) -> LogFormat {
+    let mut words = argv.iter().filter_map(|a| a.to_str());
+    while let Some(word) = words.next() {
+        let value = match word.split_once('=') {
+            Some(("--logFormat", value)) => Some(value),
+            None if word == "--logFormat" => words.next(),
+            _ => None,
+        };
+        if let Some(value) = value {
+            return if value.eq_ignore_ascii_case("json") {
+                LogFormat::Json
+            } else {
+                LogFormat::Text
+            };
+        }
+    }
+    LogFormat::Text
 }
 
 /// Help and version requests become [`Invocation::Print`]; everything else is a usage failure.
@@ -104,4 +128,4 @@ fn redact_uris_in(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use mongodb::options::{AuthMechanism, ConnectionString};
+use mongodb::options::{AuthMechanism, ConnectionString, Tls, TlsOptions};
 
 use super::args::Args;
 use super::namespace::NamespaceFilter;
@@ -165,16 +165,31 @@ impl Address {
         }
     }
 
+    /// The parsed connection string of the URI form.
+    fn connection_string(&self) -> Option<ConnectionString> {
+        match self {
+            Address::Uri(uri) => ConnectionString::parse(uri).ok(),
+            Address::Seeds { .. } => None,
+        }
+    }
+
     /// Whether the URI form already carries a user name.
     fn uri_has_user(&self) -> bool {
-        match self {
-            Address::Uri(uri) => ConnectionString::parse(uri)
-                .ok()
-                .and_then(|c| c.credential)
-                .and_then(|c| c.username)
-                .is_some(),
-            Address::Seeds { .. } => false,
-        }
+        self.connection_string()
+            .and_then(|c| c.credential)
+            .and_then(|c| c.username)
+            .is_some()
+    }
+
+    /// Whether the URI form names a client certificate (`tlsCertificateKeyFile`).
+    fn uri_has_client_certificate(&self) -> bool {
+        matches!(
+            self.connection_string().and_then(|c| c.tls),
+            Some(Tls::Enabled(TlsOptions {
+                cert_key_file_path: Some(_),
+                ..
+            }))
+        )
     }
 }
 
@@ -262,16 +277,22 @@ pub(crate) fn parse_compressors(s: &str) -> std::result::Result<Compressors, Str
 }
 
 /// Credentials for one side.
-#[derive(Clone, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Auth {
-    /// User name.
+    /// User name (the AWS access key ID for MONGODB-AWS, the principal for GSSAPI).
     pub username: Option<String>,
-    /// Password (never printed: see the `Debug` impl).
+    /// Password, or the AWS secret access key (never printed: see the `Debug` impl).
     pub password: Option<String>,
     /// Authentication database.
     pub source: Option<String>,
     /// Mechanism; `None` lets the server negotiate SCRAM.
     pub mechanism: Option<AuthMechanism>,
+    /// `--awsSessionToken`, for temporary AWS credentials (secret, never printed).
+    pub aws_session_token: Option<String>,
+    /// `--gssapiServiceName`: the Kerberos service name, when it is not `mongodb`.
+    pub gssapi_service_name: Option<String>,
+    /// `--gssapiHostName`: the host name in the service principal, when DNS says otherwise.
+    pub gssapi_host_name: Option<String>,
 }
 
 impl fmt::Debug for Auth {
@@ -281,8 +302,29 @@ impl fmt::Debug for Auth {
             .field("password", &self.password.as_ref().map(|_| redact::MASK))
             .field("source", &self.source)
             .field("mechanism", &self.mechanism)
+            .field(
+                "aws_session_token",
+                &self.aws_session_token.as_ref().map(|_| redact::MASK),
+            )
+            .field("gssapi_service_name", &self.gssapi_service_name)
+            .field("gssapi_host_name", &self.gssapi_host_name)
             .finish()
     }
+}
+
+/// The authentication mechanisms this build can use, in the order help and errors list them.
+///
+/// MONGODB-AWS and GSSAPI depend on cargo features (`aws`, on by default, and `gssapi`), so the
+/// list says what this very binary accepts; `--version` prints it.
+pub fn built_mechanisms() -> Vec<&'static str> {
+    let mut out = vec!["SCRAM-SHA-256", "SCRAM-SHA-1", "MONGODB-X509", "PLAIN"];
+    if cfg!(feature = "aws") {
+        out.push("MONGODB-AWS");
+    }
+    if cfg!(feature = "gssapi") {
+        out.push("GSSAPI");
+    }
+    out
 }
 
 /// TLS settings for one side.
@@ -340,6 +382,16 @@ pub enum Verbosity {
     Trace,
 }
 
+/// How log lines are written (`--logFormat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// mongo-tools text lines, as mongomirror prints them: what scripts grep.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
 /// The validated options of one run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -381,6 +433,8 @@ pub struct Options {
     pub verify_max_differences: usize,
     /// `-v` / `--quiet`.
     pub verbosity: Verbosity,
+    /// `--logFormat`.
+    pub log_format: LogFormat,
     /// Warnings about accepted but ineffective flags, logged once logging is up.
     pub warnings: Vec<String>,
 }
@@ -392,6 +446,7 @@ impl Options {
             &args.password,
             &args.destination_password,
             &args.ssl_pem_key_password,
+            &args.aws_session_token,
         ]
         .into_iter()
         .flatten()
@@ -412,10 +467,15 @@ impl Options {
         let source = Endpoint {
             auth: auth_for(
                 &source,
-                args.username.clone(),
-                args.password.clone(),
-                args.authentication_database.clone(),
-                args.authentication_mechanism.as_deref(),
+                CredentialFlags {
+                    username: args.username.clone(),
+                    password: args.password.clone(),
+                    source: args.authentication_database.clone(),
+                    mechanism: args.authentication_mechanism.clone(),
+                    aws_session_token: args.aws_session_token.clone(),
+                    gssapi_service_name: args.gssapi_service_name.clone(),
+                    gssapi_host_name: args.gssapi_host_name.clone(),
+                },
             )?,
             ..source
         };
@@ -430,10 +490,13 @@ impl Options {
         let destination = Endpoint {
             auth: auth_for(
                 &destination,
-                args.destination_username.clone(),
-                args.destination_password.clone(),
-                args.destination_authentication_database.clone(),
-                args.destination_authentication_mechanism.as_deref(),
+                CredentialFlags {
+                    username: args.destination_username.clone(),
+                    password: args.destination_password.clone(),
+                    source: args.destination_authentication_database.clone(),
+                    mechanism: args.destination_authentication_mechanism.clone(),
+                    ..CredentialFlags::default()
+                },
             )?,
             ..destination
         };
@@ -478,6 +541,7 @@ impl Options {
                 .verify_max_differences
                 .map_or(crate::verify::DEFAULT_MAX_DIFFERENCES, |n| n as usize),
             verbosity,
+            log_format: args.log_format,
             warnings,
         })
     }
@@ -508,30 +572,11 @@ fn refuse_unsupported(args: &Args) -> Result<()> {
             "remove --preserveUUIDs; collections get new UUIDs on the destination, which applications do not see",
         );
     }
-    if args.gssapi_service_name.is_some() || args.gssapi_host_name.is_some() {
-        let flag = if args.gssapi_service_name.is_some() {
-            "--gssapiServiceName"
-        } else {
-            "--gssapiHostName"
-        };
-        return refuse(
-            flag,
-            "this build has no Kerberos (GSSAPI) support",
-            "authenticate with SCRAM-SHA-256 or MONGODB-X509",
-        );
-    }
-    if args.aws_session_token.is_some() {
-        return refuse(
-            "--awsSessionToken",
-            "this build has no AWS IAM (MONGODB-IAM) support",
-            "authenticate with SCRAM-SHA-256 or MONGODB-X509",
-        );
-    }
     if args.ssl_crl_file.is_some() {
         return refuse(
             "--sslCRLFile",
-            "the TLS stack (rustls) cannot check certificate revocation lists",
-            "remove --sslCRLFile, or revoke the certificate at the CA",
+            "the MongoDB Rust driver's TLS options have no certificate revocation list, so it could not be checked",
+            "remove --sslCRLFile; to stop trusting a revoked server certificate, replace it and its CA in --sslCAFile",
         );
     }
     Ok(())
@@ -604,78 +649,196 @@ fn source_tls(args: &Args, warnings: &mut Vec<String>) -> Result<Option<TlsSetti
 }
 
 /// Parses an `--authenticationMechanism` value; `flag` names the flag in errors.
+///
+/// `MONGODB-IAM`, the spelling of mongomirror's reference, is the driver's `MONGODB-AWS`.
 pub fn parse_mechanism(flag: &str, value: &str) -> Result<AuthMechanism> {
-    let unsupported = |why: &str| {
-        Err(
-            Failure::usage(format!("{flag} {value} is not supported: {why}"))
-                .hint("use SCRAM-SHA-256, SCRAM-SHA-1, MONGODB-X509 or PLAIN"),
-        )
-    };
+    let choices = format!("use one of {}", built_mechanisms().join(", "));
     match value.to_ascii_uppercase().as_str() {
         "SCRAM-SHA-1" => Ok(AuthMechanism::ScramSha1),
         "SCRAM-SHA-256" => Ok(AuthMechanism::ScramSha256),
         "MONGODB-X509" => Ok(AuthMechanism::MongoDbX509),
         "PLAIN" => Ok(AuthMechanism::Plain),
-        "MONGODB-CR" => {
-            unsupported("MongoDB removed MONGODB-CR in 4.0, and this tool needs 4.4 or newer")
-        }
-        "GSSAPI" => unsupported("this build has no Kerberos support"),
-        "MONGODB-IAM" | "MONGODB-AWS" => unsupported("this build has no AWS IAM support"),
+        #[cfg(feature = "aws")]
+        "MONGODB-AWS" | "MONGODB-IAM" => Ok(AuthMechanism::MongoDbAws),
+        #[cfg(not(feature = "aws"))]
+        "MONGODB-AWS" | "MONGODB-IAM" => Err(not_built(flag, value, "aws")),
+        #[cfg(feature = "gssapi")]
+        "GSSAPI" => Ok(AuthMechanism::Gssapi),
+        #[cfg(not(feature = "gssapi"))]
+        "GSSAPI" => Err(not_built(flag, value, "gssapi")),
+        "MONGODB-CR" => Err(Failure::usage(format!(
+            "{flag} MONGODB-CR is not supported: MongoDB removed it in 4.0, and this tool needs 4.4 or newer"
+        ))
+        .hint(choices)),
         _ => Err(Failure::usage(format!(
             "{flag} '{value}' is not an authentication mechanism"
         ))
-        .hint("use SCRAM-SHA-256, SCRAM-SHA-1, MONGODB-X509 or PLAIN")),
+        .hint(choices)),
     }
 }
 
-fn auth_for(
-    endpoint: &Endpoint,
+/// The failure for a mechanism whose cargo feature this binary was built without.
+#[cfg(any(not(feature = "aws"), not(feature = "gssapi")))]
+fn not_built(flag: &str, value: &str, feature: &str) -> Failure {
+    Failure::usage(format!(
+        "{flag} {value} is not available: this mongomirror was built without the cargo feature `{feature}`"
+    ))
+    .hint(format!(
+        "use a release binary that has it ({}), or rebuild with `cargo install --path . --features {feature}` (docs/cli.md says what it needs)",
+        if feature == "gssapi" { "macOS, or Linux -gnu-gssapi" } else { "any of them" }
+    ))
+}
+
+/// One side's credential flags, as given.
+#[derive(Default)]
+struct CredentialFlags {
     username: Option<String>,
     password: Option<String>,
     source: Option<String>,
-    mechanism: Option<&str>,
-) -> Result<Option<Auth>> {
+    mechanism: Option<String>,
+    aws_session_token: Option<String>,
+    gssapi_service_name: Option<String>,
+    gssapi_host_name: Option<String>,
+}
+
+/// Resolves one side's credential flags, refusing every combination the driver would only
+/// reject at connection time (or silently ignore), and naming the missing piece.
+fn auth_for(endpoint: &Endpoint, given: CredentialFlags) -> Result<Option<Auth>> {
     let side = endpoint.side;
-    let mechanism = mechanism
-        .map(|m| parse_mechanism(&side.flag("authenticationMechanism"), m))
+    let [user, password, auth_db, mechanism_flag] = [
+        "username",
+        "password",
+        "authenticationDatabase",
+        "authenticationMechanism",
+    ]
+    .map(|name| side.flag(name));
+    let mechanism = given
+        .mechanism
+        .as_deref()
+        .map(|m| parse_mechanism(&mechanism_flag, m))
         .transpose()?;
-    if username.is_none() && password.is_none() && source.is_none() && mechanism.is_none() {
+    for (is_set, flag, wanted) in [
+        (
+            given.aws_session_token.is_some(),
+            "--awsSessionToken",
+            "MONGODB-AWS",
+        ),
+        (
+            given.gssapi_service_name.is_some(),
+            "--gssapiServiceName",
+            "GSSAPI",
+        ),
+        (
+            given.gssapi_host_name.is_some(),
+            "--gssapiHostName",
+            "GSSAPI",
+        ),
+    ] {
+        if is_set && mechanism.as_ref().map(AuthMechanism::as_str) != Some(wanted) {
+            return Err(Failure::usage(format!(
+                "{flag} only applies to {mechanism_flag} {wanted}"
+            ))
+            .hint(format!("add {mechanism_flag} {wanted}, or remove {flag}")));
+        }
+    }
+    let auth = Auth {
+        username: given.username,
+        password: given.password,
+        source: given.source,
+        mechanism,
+        aws_session_token: given.aws_session_token,
+        gssapi_service_name: given.gssapi_service_name,
+        gssapi_host_name: given.gssapi_host_name,
+    };
+    if auth == Auth::default() {
         return Ok(None);
     }
-    let has_user = username.is_some() || endpoint.address.uri_has_user();
-    let x509 = mechanism == Some(AuthMechanism::MongoDbX509);
-    if password.is_some() && !has_user {
-        return Err(Failure::usage(format!(
-            "{} was given without {}",
-            side.flag("password"),
-            side.flag("username")
-        ))
-        .hint(format!(
-            "pass {} with the {side} user name",
-            side.flag("username")
-        )));
+    let has_user = auth.username.is_some() || endpoint.address.uri_has_user();
+    if auth.password.is_some() && !has_user {
+        return Err(
+            Failure::usage(format!("{password} was given without {user}"))
+                .hint(format!("pass {user} with the {side} user name")),
+        );
     }
-    if username.is_some() && password.is_none() && !x509 {
-        let env = match side {
-            Side::Source => super::args::ENV_PASSWORD,
-            Side::Destination => super::args::ENV_DESTINATION_PASSWORD,
-        };
-        return Err(Failure::usage(format!(
-            "{} is set but the {side} password is missing",
-            side.flag("username")
+    let external_only = |name: &str| match auth.source.as_deref() {
+        Some(db) if db != "$external" => Err(Failure::usage(format!(
+            "{name} users are defined in $external, but {auth_db} is '{db}'"
         ))
-        .hint(format!(
-            "pass {}, set {env}, or put {}: in the --config file",
-            side.flag("password"),
-            side.flag("password").trim_start_matches("--")
-        )));
+        .hint(format!("remove {auth_db}, or set it to '$external'"))),
+        _ => Ok(()),
+    };
+    match auth.mechanism.as_ref().map(AuthMechanism::as_str) {
+        Some(name @ "MONGODB-X509") => {
+            if auth.password.is_some() {
+                return Err(Failure::usage(format!(
+                    "{password} cannot be used with {name}: the client certificate is the credential"
+                ))
+                .hint(format!("remove {password}")));
+            }
+            external_only(name)?;
+            let has_certificate = endpoint
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.cert_key_file.is_some())
+                || endpoint.address.uri_has_client_certificate();
+            if !has_certificate {
+                return Err(Failure::usage(format!(
+                    "{name} on the {side} needs a client certificate, and none was given"
+                ))
+                .hint(match side {
+                    Side::Source => "pass --sslPEMKeyFile with the client certificate and key (and --sslCAFile for a private CA)",
+                    Side::Destination => "give --destination as a mongodb:// URI with tls=true&tlsCertificateKeyFile=<client.pem>",
+                }));
+            }
+        }
+        Some(name @ "MONGODB-AWS") => {
+            external_only(name)?;
+            // Where MONGODB-AWS finds credentials when the flags give none.
+            let aws_hint = format!(
+                "pass {user} and {password}{}, or none of them to let the AWS environment provide the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, a profile, or the ECS/EC2 role)",
+                if side == Side::Source { " (plus --awsSessionToken for temporary credentials)" } else { "" }
+            );
+            if auth.username.is_some() != auth.password.is_some() {
+                return Err(Failure::usage(format!(
+                    "{name} needs both {user} (the AWS access key ID) and {password} (the secret access key), or neither"
+                ))
+                .hint(aws_hint.clone()));
+            }
+            if auth.aws_session_token.is_some() && auth.username.is_none() {
+                return Err(Failure::usage(format!(
+                    "--awsSessionToken was given without {user} (the AWS access key ID) and {password} (the secret access key)"
+                ))
+                .hint(aws_hint));
+            }
+        }
+        Some(name @ "GSSAPI") => {
+            external_only(name)?;
+            if !has_user {
+                return Err(Failure::usage(format!(
+                    "{name} needs {user}: the Kerberos principal, such as mirror@EXAMPLE.COM"
+                ))
+                .hint(format!(
+                    "pass {user} with the principal whose ticket `kinit` obtained"
+                )));
+            }
+        }
+        _ => {
+            if auth.username.is_some() && auth.password.is_none() {
+                let env = match side {
+                    Side::Source => super::args::ENV_PASSWORD,
+                    Side::Destination => super::args::ENV_DESTINATION_PASSWORD,
+                };
+                return Err(Failure::usage(format!(
+                    "{user} is set but the {side} password is missing"
+                ))
+                .hint(format!(
+                    "pass {password}, set {env}, or put {}: in the --config file",
+                    password.trim_start_matches("--")
+                )));
+            }
+        }
     }
-    Ok(Some(Auth {
-        username,
-        password,
-        source,
-        mechanism,
-    }))
+    Ok(Some(auth))
 }
 
 #[cfg(test)]
@@ -770,7 +933,7 @@ mod tests {
             parse_mechanism("--m", "scram-sha-256").unwrap(),
             AuthMechanism::ScramSha256
         );
-        for refused in ["GSSAPI", "MONGODB-CR", "MONGODB-IAM", "bogus"] {
+        for refused in ["MONGODB-CR", "bogus"] {
             let err = parse_mechanism("--authenticationMechanism", refused).unwrap_err();
             assert!(
                 err.message.contains("--authenticationMechanism"),

@@ -361,6 +361,28 @@ flag_test!(flag_verbose_long, ["--verbose"], |o| assert_eq!(
     o.verbosity,
     Verbosity::Verbose
 ));
+flag_test!(flag_log_format, ["--logFormat", "json"], |o| assert_eq!(
+    o.log_format,
+    LogFormat::Json
+));
+flag_test!(flag_log_format_default, [], |o| assert_eq!(
+    o.log_format,
+    LogFormat::Text
+));
+
+#[test]
+fn log_format_is_found_before_parsing() {
+    let scan = |argv: &[&str]| log_format_in(&argv.iter().map(OsString::from).collect::<Vec<_>>());
+    assert_eq!(
+        scan(&["mm", "--logFormat", "json", "--nope"]),
+        LogFormat::Json
+    );
+    assert_eq!(scan(&["mm", "--logFormat=JSON"]), LogFormat::Json);
+    assert_eq!(scan(&["mm", "--logFormat=text"]), LogFormat::Text);
+    assert_eq!(scan(&["mm", "--host", "h"]), LogFormat::Text);
+    assert_eq!(scan(&["mm", "--logFormat"]), LogFormat::Text);
+}
+
 flag_test!(flag_quiet, ["--quiet"], |o| assert_eq!(
     o.verbosity,
     Verbosity::Quiet
@@ -425,40 +447,285 @@ macro_rules! refused_test {
 
 refused_test!(flag_preserve_uuids, ["--preserveUUIDs"], "--preserveUUIDs");
 refused_test!(
-    flag_gssapi_service_name,
-    ["--gssapiServiceName", "mongodb"],
-    "--gssapiServiceName"
-);
-refused_test!(
-    flag_gssapi_host_name,
-    ["--gssapiHostName", "h"],
-    "--gssapiHostName"
-);
-refused_test!(
-    flag_aws_session_token,
-    ["--awsSessionToken", "t"],
-    "--awsSessionToken"
-);
-refused_test!(
     flag_ssl_crl_file,
     ["--sslCRLFile", "crl.pem"],
     "--sslCRLFile"
 );
 refused_test!(
-    flag_gssapi_mechanism,
-    ["--username", "u", "--authenticationMechanism", "GSSAPI"],
-    "--authenticationMechanism"
+    flag_mongodb_cr_mechanism,
+    ["--username", "u", "--authenticationMechanism", "MONGODB-CR"],
+    "--authenticationMechanism MONGODB-CR"
 );
+
+/// The AWS flags of one run: the access key ID, the secret access key and a session token.
+pub(crate) const AWS_FLAGS: &[&str] = &[
+    "--authenticationMechanism",
+    "MONGODB-AWS",
+    "--username",
+    "AKIAEXAMPLEKEYID",
+    "--password",
+    "aws-Secret-Key",
+    "--awsSessionToken",
+    "aws-Session-Token",
+];
+
+/// The GSSAPI flags of one run: the principal, the service name and the service host.
+#[cfg(feature = "gssapi")]
+pub(crate) const GSSAPI_FLAGS: &[&str] = &[
+    "--authenticationMechanism",
+    "GSSAPI",
+    "--username",
+    "mirror@EXAMPLE.COM",
+    "--gssapiServiceName",
+    "mongodb-prod",
+    "--gssapiHostName",
+    "db1.internal",
+];
+
+#[cfg(feature = "aws")]
+#[test]
+fn flag_aws_session_token() {
+    let auth = parse_ok(AWS_FLAGS).source.auth.unwrap();
+    assert_eq!(auth.mechanism, Some(AuthMechanism::MongoDbAws));
+    assert_eq!(auth.username.as_deref(), Some("AKIAEXAMPLEKEYID"));
+    assert_eq!(auth.aws_session_token.as_deref(), Some("aws-Session-Token"));
+}
+#[cfg(feature = "aws")]
+flag_test!(
+    flag_mongodb_iam_is_mongodb_aws,
+    ["--authenticationMechanism", "MONGODB-IAM"],
+    |o| {
+        let auth = o.source.auth.unwrap();
+        assert_eq!(auth.mechanism, Some(AuthMechanism::MongoDbAws));
+        // No keys: the driver takes them from the AWS environment.
+        assert_eq!((auth.username, auth.password), (None, None));
+    }
+);
+#[cfg(not(feature = "aws"))]
 refused_test!(
-    flag_iam_mechanism_on_the_destination,
-    [
-        "--destinationUsername",
-        "u",
-        "--destinationAuthenticationMechanism",
-        "MONGODB-IAM"
-    ],
-    "--destinationAuthenticationMechanism"
+    flag_aws_without_the_feature,
+    ["--authenticationMechanism", "MONGODB-AWS"],
+    "cargo feature `aws`"
 );
+#[cfg(feature = "gssapi")]
+#[test]
+fn flag_gssapi_service_name() {
+    let auth = parse_ok(GSSAPI_FLAGS).source.auth.unwrap();
+    assert_eq!(auth.mechanism, Some(AuthMechanism::Gssapi));
+    assert_eq!(auth.gssapi_service_name.as_deref(), Some("mongodb-prod"));
+}
+#[cfg(feature = "gssapi")]
+#[test]
+fn flag_gssapi_host_name() {
+    let auth = parse_ok(GSSAPI_FLAGS).source.auth.unwrap();
+    assert_eq!(auth.gssapi_host_name.as_deref(), Some("db1.internal"));
+}
+#[cfg(not(feature = "gssapi"))]
+refused_test!(
+    flag_gssapi_without_the_feature,
+    [
+        "--authenticationMechanism",
+        "GSSAPI",
+        "--username",
+        "mirror@EXAMPLE.COM",
+        "--gssapiServiceName",
+        "mongodb"
+    ],
+    "cargo feature `gssapi`"
+);
+flag_test!(
+    flag_x509_with_a_client_certificate,
+    [
+        "--authenticationMechanism",
+        "MONGODB-X509",
+        "--sslPEMKeyFile",
+        "Cargo.toml"
+    ],
+    |o| {
+        let auth = o.source.auth.unwrap();
+        assert_eq!(auth.mechanism, Some(AuthMechanism::MongoDbX509));
+        assert_eq!((auth.username, auth.password), (None, None));
+    }
+);
+#[test]
+fn flag_destination_x509_from_a_uri_certificate() {
+    let o = match parse([
+        "mongomirror",
+        "--host",
+        "h",
+        "--destination",
+        "mongodb://d1/?tls=true&tlsCertificateKeyFile=/etc/mm/client.pem",
+        "--destinationAuthenticationMechanism",
+        "MONGODB-X509",
+    ]) {
+        Ok(Invocation::Run(o)) => o,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        o.destination.auth.unwrap().mechanism,
+        Some(AuthMechanism::MongoDbX509)
+    );
+}
+flag_test!(
+    flag_plain_on_the_source,
+    [
+        "--authenticationMechanism",
+        "PLAIN",
+        "--username",
+        "ldap-user",
+        "--password",
+        "ldap-Pw",
+        "--authenticationDatabase",
+        "$external"
+    ],
+    |o| {
+        let auth = o.source.auth.unwrap();
+        assert_eq!(auth.mechanism, Some(AuthMechanism::Plain));
+        assert_eq!(auth.source.as_deref(), Some("$external"));
+    }
+);
+
+/// Every combination of credential flags that cannot authenticate fails before any connection,
+/// and the message names the missing or extra piece.
+#[test]
+fn bad_credential_combinations_name_the_missing_piece() {
+    let mut cases: Vec<(Vec<&str>, &str, &str)> =
+        vec![
+        (
+            vec!["--awsSessionToken", "t"],
+            "--awsSessionToken only applies to --authenticationMechanism MONGODB-AWS",
+            "--authenticationMechanism MONGODB-AWS",
+        ),
+        (
+            vec!["--username", "u", "--password", "p", "--gssapiServiceName", "svc"],
+            "--gssapiServiceName only applies to --authenticationMechanism GSSAPI",
+            "remove --gssapiServiceName",
+        ),
+        (
+            vec!["--gssapiHostName", "h", "--authenticationMechanism", "PLAIN"],
+            "--gssapiHostName only applies to --authenticationMechanism GSSAPI",
+            "GSSAPI",
+        ),
+        (
+            vec!["--authenticationMechanism", "MONGODB-X509"],
+            "MONGODB-X509 on the source needs a client certificate",
+            "--sslPEMKeyFile",
+        ),
+        (
+            vec![
+                "--authenticationMechanism",
+                "MONGODB-X509",
+                "--sslPEMKeyFile",
+                "Cargo.toml",
+                "--username",
+                "CN=mirror",
+                "--password",
+                "x509-Pw",
+            ],
+            "--password cannot be used with MONGODB-X509",
+            "remove --password",
+        ),
+        (
+            vec![
+                "--authenticationMechanism",
+                "MONGODB-X509",
+                "--sslPEMKeyFile",
+                "Cargo.toml",
+                "--authenticationDatabase",
+                "admin",
+            ],
+            "MONGODB-X509 users are defined in $external, but --authenticationDatabase is 'admin'",
+            "$external",
+        ),
+        (
+            vec!["--destinationAuthenticationMechanism", "MONGODB-X509"],
+            "MONGODB-X509 on the destination needs a client certificate",
+            "tlsCertificateKeyFile",
+        ),
+        (
+            vec!["--authenticationMechanism", "PLAIN", "--username", "ldap-user"],
+            "the source password is missing",
+            "--password",
+        ),
+        (
+            vec![
+                "--destinationAuthenticationMechanism",
+                "PLAIN",
+                "--destinationPassword",
+                "p",
+            ],
+            "--destinationPassword was given without --destinationUsername",
+            "--destinationUsername",
+        ),
+    ];
+    if cfg!(feature = "aws") {
+        cases.extend([
+            (
+                vec!["--authenticationMechanism", "MONGODB-AWS", "--username", "AKIA"],
+                "MONGODB-AWS needs both --username (the AWS access key ID) and --password (the secret access key), or neither",
+                "AWS_ACCESS_KEY_ID",
+            ),
+            (
+                vec![
+                    "--authenticationMechanism",
+                    "MONGODB-IAM",
+                    "--awsSessionToken",
+                    "aws-Session-Token",
+                ],
+                "--awsSessionToken was given without --username (the AWS access key ID) and --password (the secret access key)",
+                "AWS_SESSION_TOKEN",
+            ),
+            (
+                vec![
+                    "--authenticationMechanism",
+                    "MONGODB-AWS",
+                    "--authenticationDatabase",
+                    "admin",
+                ],
+                "MONGODB-AWS users are defined in $external",
+                "--authenticationDatabase",
+            ),
+        ]);
+    }
+    if cfg!(feature = "gssapi") {
+        cases.push((
+            vec!["--authenticationMechanism", "GSSAPI"],
+            "GSSAPI needs --username: the Kerberos principal",
+            "kinit",
+        ));
+    }
+    for (extra, message, hint) in cases {
+        let f = parse_err_extra(&extra);
+        assert_eq!(f.exit, ExitCode::Usage, "{extra:?}");
+        assert!(
+            f.message.contains(message),
+            "{extra:?}: got {:?}",
+            f.message
+        );
+        let got = f.hint.unwrap_or_default();
+        assert!(got.contains(hint), "{extra:?}: hint {got:?}");
+    }
+}
+
+/// The session token and the secret key are registered secrets: no failure and no `Debug`
+/// output shows them.
+#[test]
+fn aws_secrets_never_show() {
+    let argv: Vec<&str> = BASE.iter().chain(AWS_FLAGS).copied().collect();
+    let shown = match parse(argv) {
+        Ok(Invocation::Run(o)) => format!("{o:?}"),
+        Ok(other) => panic!("{other:?}"),
+        Err(f) => f.to_string(),
+    };
+    assert!(shown.contains("AKIAEXAMPLEKEYID") || shown.contains("cargo feature"));
+    for secret in ["aws-Secret-Key", "aws-Session-Token"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+        assert_eq!(
+            crate::redact::scrub(&format!("x {secret} y")),
+            "x <redacted> y"
+        );
+    }
+}
 
 #[test]
 fn bad_inputs_fail_with_usage_code_and_hint() {
@@ -600,6 +867,18 @@ fn bad_inputs_fail_with_usage_code_and_hint() {
                 "--quiet",
             ],
             "cannot be used with",
+        ),
+        (
+            &[
+                "mongomirror",
+                "--host",
+                "h",
+                "--destination",
+                "d",
+                "--logFormat",
+                "xml",
+            ],
+            "invalid value 'xml' for '--logFormat <FORMAT>'",
         ),
     ];
     for (argv, expected) in cases {

@@ -39,7 +39,8 @@ async fn connection_status(client: &Client) -> Result<Document> {
         .run_command(doc! { "connectionStatus": 1, "showPrivileges": true })
         .await
         .map_err(|e| {
-            Failure::runtime("cannot read the user's privileges (connectionStatus)").cause(e)
+            Failure::runtime("cannot read which privileges the user has: connectionStatus failed")
+                .cause(e)
         })
 }
 
@@ -112,12 +113,18 @@ pub async fn run(
     let (src_fcv, dst_fcv) = tokio::join!(fcv(&source.client), fcv(&destination.client));
     let src_version = Version::parse(&source.version);
     let dst_version = Version::parse(&destination.version);
+    let fcv_shown = |fcv: &Option<String>| match fcv {
+        Some(v) => format!("featureCompatibilityVersion {v}"),
+        None => "featureCompatibilityVersion not reported".to_string(),
+    };
     info!(
-        "preflight: source MongoDB {} (FCV {}), destination MongoDB {} (FCV {})",
+        source_version = %source.version,
+        destination_version = %destination.version,
+        "preflight: the source runs MongoDB {} ({}), the destination MongoDB {} ({})",
         source.version,
-        src_fcv.as_deref().unwrap_or("unknown"),
+        fcv_shown(&src_fcv),
         destination.version,
-        dst_fcv.as_deref().unwrap_or("unknown")
+        fcv_shown(&dst_fcv)
     );
     problems.extend(check_versions(
         src_version,
@@ -139,7 +146,7 @@ pub async fn run(
     if options.ttl_without_expiry {
         let commands = ttl_restore_commands(&indexes);
         if !commands.is_empty() {
-            warn!("--ttlWithoutExpiry: TTL indexes are built without expireAfterSeconds; at cutover, restore them with:");
+            warn!("--ttlWithoutExpiry: TTL indexes are built without expireAfterSeconds, so no document expires on the destination until cutover; at cutover, run these commands on the destination to restore expiry:");
             for c in commands {
                 warn!("  {c}");
             }
@@ -157,9 +164,11 @@ pub async fn run(
 fn report(mut problems: Vec<Problem>) -> Failure {
     if problems.len() == 1 {
         let p = problems.remove(0);
-        return Failure::new(ExitCode::Preflight, format!("preflight: {}", p.what))
-            .cause("nothing was written")
-            .hint(p.fix);
+        return Failure::new(
+            ExitCode::Preflight,
+            format!("preflight: {}; nothing was written", p.what),
+        )
+        .hint(p.fix);
     }
     let mut failure = Failure::new(
         ExitCode::Preflight,
@@ -175,7 +184,8 @@ fn report(mut problems: Vec<Problem>) -> Failure {
         .hint("fix every problem listed, then run again; --preflightOnly repeats just these checks")
 }
 
-/// Warns when the source oplog's time span looks short next to the estimated copy time.
+/// Logs how much time the source oplog covers and how long the copy should take, and warns when
+/// the oplog covers less than twice that.
 ///
 /// The spool makes a rollover during the copy harmless, but a stop of mongomirror longer than
 /// the window cannot be resumed, so the operator should know the window.
@@ -192,13 +202,53 @@ async fn warn_about_oplog_window(source: &Connected, plan: &[SourceCollection]) 
     let estimate = rate
         .filter(|r| *r > 0.0)
         .map(|r| (bytes as f64 / r).ceil() as u64);
-    let shown = estimate.map_or("unknown".to_string(), |e| format!("about {e}s"));
-    info!("preflight: the source oplog spans {window}s; the copy of {bytes} bytes should take {shown}");
-    if estimate.is_some_and(|e| window < e.saturating_mul(2)) {
+    info!(
+        oplog_window_seconds = window,
+        bytes,
+        copy_seconds = estimate,
+        "preflight: the source oplog covers the last {} of writes; {}",
+        duration(window),
+        copy_time(bytes, estimate)
+    );
+    if let Some(e) = estimate.filter(|e| window < e.saturating_mul(2)) {
         warn!(
-            "the source oplog window ({window}s) is short next to the copy time ({shown}): the spool covers the copy, \
-             but a mongomirror stop longer than the window cannot be resumed; consider replSetResizeOplog"
+            "the source oplog covers only {}, less than twice the estimated copy time of {}: the copy is safe, \
+             because the oplog is spooled to disk meanwhile, but if mongomirror stops for longer than {} \
+             it cannot resume; grow the source oplog with replSetResizeOplog to widen the window",
+            duration(window),
+            duration(e),
+            duration(window)
         );
+    }
+}
+
+/// The preflight's sentence about the copy time: an estimate, or why there is none.
+fn copy_time(bytes: u64, estimate: Option<u64>) -> String {
+    match estimate {
+        _ if bytes == 0 => "there is no data to copy".to_string(),
+        Some(e) => format!(
+            "copying {bytes} bytes should take about {}, judging by one second of reading the largest collection",
+            duration(e)
+        ),
+        None => format!(
+            "how long copying {bytes} bytes will take cannot be estimated, because a one-second read of the largest collection returned no data"
+        ),
+    }
+}
+
+/// Seconds as an operator reads them: `45s`, `12m 5s`, `3h 20m`, `2d 4h`.
+fn duration(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3_600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
     }
 }
 
@@ -228,4 +278,32 @@ async fn measure_read_rate(source: &Client, plan: &[SourceCollection]) -> Option
     }
     let seconds = started.elapsed().as_secs_f64();
     (bytes > 0).then(|| bytes as f64 / seconds.max(0.001))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_an_operator_says_them() {
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(45), "45s");
+        assert_eq!(duration(725), "12m 5s");
+        assert_eq!(duration(12_000), "3h 20m");
+        assert_eq!(duration(187_200), "2d 4h");
+    }
+
+    #[test]
+    fn the_copy_time_is_an_estimate_or_says_why_not() {
+        assert_eq!(copy_time(0, None), "there is no data to copy");
+        assert_eq!(
+            copy_time(5_000_000, Some(90)),
+            "copying 5000000 bytes should take about 1m 30s, judging by one second of reading the largest collection"
+        );
+        let unknown = copy_time(5_000_000, None);
+        assert!(
+            unknown.contains("cannot be estimated") && !unknown.contains("unknown"),
+            "{unknown}"
+        );
+    }
 }

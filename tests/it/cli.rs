@@ -221,16 +221,21 @@ fn flags_in(text: &str, entry_start: impl Fn(&str) -> Option<&str>) -> BTreeSet<
         .collect()
 }
 
-#[tokio::test]
-async fn help_shows_every_mongomirror_option_and_matches_docs_cli_md() {
+/// The long flags `mongomirror --help` lists.
+async fn help_flags() -> BTreeSet<String> {
     let out = mongomirror().arg("--help").run(QUICK).await;
     assert!(out.success(), "{out}");
     // Help entries are lines that start (after indentation) with `-x, --flag` or `--flag`.
-    let help = flags_in(&out.stdout, |l| {
+    flags_in(&out.stdout, |l| {
         let t = l.trim_start();
         (t.starts_with("--") || (t.starts_with('-') && t.get(2..4) == Some(", ")))
             .then(|| t.split("  ").next().unwrap_or(t))
-    });
+    })
+}
+
+#[tokio::test]
+async fn help_shows_every_mongomirror_option_and_matches_docs_cli_md() {
+    let help = help_flags().await;
     for flag in MONGOMIRROR_FLAGS {
         assert!(help.contains(flag), "--help lacks --{flag}");
     }
@@ -244,4 +249,147 @@ async fn help_shows_every_mongomirror_option_and_matches_docs_cli_md() {
         help, documented,
         "flags in --help (left) and docs/cli.md (right) differ"
     );
+}
+
+/// `<ts>\t<rest>` with mongo-tools' timestamp (`2026-11-25T12:50:52.296+0000`); returns `<rest>`.
+fn text_line(line: &str) -> &str {
+    let (ts, rest) = line
+        .split_once('\t')
+        .unwrap_or_else(|| panic!("no tab in {line:?}"));
+    let shape = ts.len() == 28
+        && ts.as_bytes()[10] == b'T'
+        && ts.as_bytes()[19] == b'.'
+        && matches!(ts.as_bytes()[23], b'+' | b'-')
+        && ts
+            .chars()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16 | 19 | 23) || c.is_ascii_digit());
+    assert!(shape, "not a mongo-tools timestamp: {ts:?}");
+    rest
+}
+
+/// Parses one JSON log line and checks the fields every line has.
+fn json_line(line: &str) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    for key in ["time", "level", "message"] {
+        assert!(v[key].is_string(), "no {key} in {line}");
+    }
+    v
+}
+
+#[tokio::test]
+async fn a_failure_is_text_lines_by_default_and_one_json_object_with_log_format_json() {
+    let args = ["--host", "rs0/", "--destination", "d"];
+    let out = mongomirror().args(args).run(QUICK).await;
+    out.assert_failed(2, "has no hosts", "");
+    let rest: Vec<&str> = out.stderr.lines().map(text_line).collect();
+    assert_eq!(
+        rest,
+        [
+            "Failed: invalid --host 'rs0/': replica set 'rs0' has no hosts after the '/'",
+            "  hint: use --host setName/host1:27017,host2:27017, --host host:port, or a mongodb:// URI",
+        ],
+        "{out}"
+    );
+
+    for json in [["--logFormat", "json"], ["--logFormat=JSON", "-j=2"]] {
+        let out = mongomirror().args(args).args(json).run(QUICK).await;
+        assert_eq!(out.status, Some(2), "{out}");
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        let v = json_line(lines[0]);
+        assert_eq!(v["level"], "error");
+        assert_eq!(
+            v["message"],
+            "Failed: invalid --host 'rs0/': replica set 'rs0' has no hosts after the '/'"
+        );
+        assert_eq!(
+            v["error"],
+            "invalid --host 'rs0/': replica set 'rs0' has no hosts after the '/'"
+        );
+        assert!(v["hint"].as_str().unwrap().starts_with("use --host"), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn log_format_json_makes_every_line_of_a_run_an_object() {
+    let pair = crate::support::Pair::start().await;
+    let out = pair
+        .mongomirror()
+        .args(["--preflightOnly", "--logFormat", "json"])
+        .run(Duration::from_secs(60))
+        .await;
+    assert!(out.success(), "{out}");
+    let lines: Vec<serde_json::Value> = out.stderr.lines().map(json_line).collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .map(|v| v["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("connected to the source: replica set")),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|v| v["level"] == "info" || v["level"] == "warn"),
+        "{out}"
+    );
+    // Structured fields come typed: the preflight's oplog window is a number of seconds.
+    assert!(
+        lines.iter().any(|v| v["oplog_window_seconds"].is_u64()
+            && v["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("preflight: the source oplog covers")),
+        "{out}"
+    );
+}
+
+/// The man page and the completions come from the clap definition that prints `--help`
+/// (tools/assets.rs renders them the same way): each names every flag `--help` lists.
+#[tokio::test]
+async fn man_page_and_completions_name_every_flag_of_help() {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+
+    // `token` occurs followed by something other than a flag-name character.
+    let names = |text: &str, token: &str| {
+        text.match_indices(token)
+            .any(|(i, _)| !text[i + token.len()..].starts_with(|c: char| c.is_ascii_alphanumeric()))
+    };
+    let mut man = Vec::new();
+    clap_mangen::Man::new(mongomirror::cli::Args::command())
+        .render(&mut man)
+        .unwrap();
+    let man = String::from_utf8(man).unwrap();
+    let completions = |shell| {
+        let mut out = Vec::new();
+        clap_complete::generate(
+            shell,
+            &mut mongomirror::cli::Args::command(),
+            "mongomirror",
+            &mut out,
+        );
+        String::from_utf8(out).unwrap()
+    };
+    let (bash, zsh, fish) = (
+        completions(Shell::Bash),
+        completions(Shell::Zsh),
+        completions(Shell::Fish),
+    );
+    let help = help_flags().await;
+    assert!(help.len() > 40, "{help:?}");
+    for flag in &help {
+        assert!(
+            names(&man, &format!("\\-\\-{flag}")),
+            "man page lacks --{flag}"
+        );
+        assert!(names(&bash, &format!("--{flag}")), "bash lacks --{flag}");
+        assert!(names(&zsh, &format!("--{flag}")), "zsh lacks --{flag}");
+        assert!(names(&fish, &format!("-l {flag}")), "fish lacks --{flag}");
+    }
 }

@@ -1,6 +1,7 @@
 //! Integration tests for `mongomirror`, run against SecantusDB test servers
 //! (or real deployments, see [`support::real_deployment`]).
 
+mod auth;
 mod catch_up;
 mod cli;
 mod connect;
