@@ -76,7 +76,7 @@ pub fn on_signals() -> Shutdown {
     tokio::spawn(async move {
         signal().await;
         tracing::info!(
-            "signal received: stopping (finishing the current batch and saving the bookmark)"
+            "signal received: stopping after the current batch and saving the bookmark, so that the next start resumes; a second signal exits at once without saving"
         );
         trigger.stop();
         signal().await;

@@ -76,7 +76,8 @@ impl OplogSync {
         )
         .await?;
         info!(
-            "tailing the source oplog after {}:{} (spool: {})",
+            spool = %dir.display(),
+            "oplog sync: reading the source oplog from timestamp {}:{}; entries wait in {} until they are applied",
             start.time,
             start.increment,
             dir.display()
@@ -109,9 +110,11 @@ impl OplogSync {
         cutover: &Control,
     ) -> Result<()> {
         let stats = self.spool.stats();
+        let spooled = stats.disk_entries + stats.memory_entries as u64;
         info!(
-            "oplog sync: applying {} spooled entries ({} bytes on disk), then live entries",
-            stats.disk_entries + stats.memory_entries as u64,
+            spool_entries = spooled,
+            spool_bytes = stats.disk_bytes,
+            "oplog sync: applying the {spooled} entries spooled during the copy ({} bytes on disk), then new entries as they arrive",
             stats.disk_bytes
         );
         let applied = Arc::new(Mutex::new(self.start));
@@ -164,8 +167,16 @@ impl OplogSync {
         }
         let s = applier.stats();
         info!(
-            "oplog sync stopped: {} entries read, {} writes, {} commands, {} transactions, {} skipped, \
-             {} updates of missing documents skipped, {} unique-index conflicts skipped",
+            entries = s.entries,
+            writes = s.writes,
+            commands = s.commands,
+            transactions = s.transactions,
+            skipped = s.skipped,
+            missing = s.missing,
+            conflicts = s.conflicts,
+            "oplog sync stopped after reading {} entries: applied {} writes, {} commands and {} transactions; \
+             skipped {} entries with no effect here and {} updates of documents missing on the destination; \
+             {} writes met a duplicate key while catching up with the copy",
             s.entries, s.writes, s.commands, s.transactions, s.skipped, s.missing, s.conflicts
         );
         match outcome? {
@@ -474,15 +485,18 @@ async fn report_lag(
         };
         let applied = *applied.lock().unwrap_or_else(|e| e.into_inner());
         let lag = newest.map_or(0, |n| lag_seconds(n, applied));
-        info!("Current lag from source: {lag}s");
+        info!(lag, "Current lag from source: {lag}s");
         status.set_lag(lag);
         status.set_positions(Some(applied), newest, read.last_write());
         let s = spool.stats();
         status.set_spool_bytes(s.disk_bytes);
         if s.disk_entries > 0 {
             info!(
-                "oplog spool: {} entries waiting on disk ({} bytes)",
-                s.disk_entries, s.disk_bytes
+                spool_entries = s.disk_entries,
+                spool_bytes = s.disk_bytes,
+                "oplog sync: {} entries ({} bytes) wait in the on-disk spool to be applied",
+                s.disk_entries,
+                s.disk_bytes
             );
         }
     }

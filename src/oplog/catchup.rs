@@ -187,7 +187,7 @@ impl CatchingUp {
             .map_err(|f| ApplyError::Checkpoint(Box::new(f)))?
             .into();
         info!(
-            "catch-up: read {count} documents that met a duplicate key again from the source; {} still do (replay continues to {}:{})",
+            "catching up with the copy: read {count} documents that met a duplicate key again from the source; {} still do, and replay continues to timestamp {}:{} before they are checked again",
             self.conflicts.len(),
             self.mark.until.t,
             self.mark.until.i
@@ -213,7 +213,7 @@ impl CatchingUp {
             if spec.get_bool("unique").unwrap_or(false) {
                 continue;
             }
-            info!("{ns}: making index {} unique", index.name);
+            info!(namespace = %ns, "{ns}: making index {} unique again now that oplog sync has caught up with the copy", index.name);
             let steps = if self.collmod {
                 vec![
                     doc! { "collMod": &ns.coll, "index": { "name": &index.name, "prepareUnique": true } },
@@ -300,7 +300,7 @@ async fn write(
         (_, None) => Ok(None),
         (_, Some(e)) if DUPLICATE_KEY.contains(&e.code) => {
             warn!(
-                "catch-up: {ns} _id {} still meets a duplicate key ({})",
+                "catching up with the copy: {ns} _id {} still meets a duplicate key ({})",
                 conflict.id, e.message
             );
             Ok(Some(Conflict::from_message(

@@ -79,7 +79,7 @@ pub(super) async fn apply(
         }
         Command::CreateIndexes { ns, specs } => {
             let Some(rules) = index_rules else {
-                info!("{ns}: an index build is not replayed (--noIndexRestore)");
+                info!("{ns}: an index build on the source is not replayed, because --noIndexRestore is set");
                 return Ok(());
             };
             let mut specs: Vec<Document> = index_specs(specs, ns)?
@@ -130,7 +130,7 @@ pub(super) async fn apply(
                 .get_document("index")
                 .is_ok_and(|i| i.contains_key("expireAfterSeconds"));
             if sets_ttl && index_rules.is_some_and(|r| r.ttl_without_expiry) {
-                warn!("{ns}: a TTL change is not replayed (--ttlWithoutExpiry); restore TTL at cutover");
+                warn!("{ns}: a TTL change on the source is not replayed because of --ttlWithoutExpiry; apply it at cutover with the collMod commands --verify prints");
                 return Ok(());
             }
             run(client, ns, body, &[NS_NOT_FOUND, INDEX_NOT_FOUND]).await
@@ -151,7 +151,7 @@ pub(super) async fn apply(
         }
         Command::ModifyView { ns, id, update } => {
             let Some(definition) = view_after(client, ns, *id, update).await? else {
-                warn!("view {ns} is modified on the source but does not exist on the destination");
+                warn!("view {ns} is modified on the source but does not exist on the destination: the change is skipped; create the view by hand, or start over with --forceDump --drop");
                 return Ok(());
             };
             define_view(client, ns, &definition, true).await

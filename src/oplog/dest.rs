@@ -52,7 +52,11 @@ pub(super) async fn run(
             Err(e) if attempt < ATTEMPTS && is_transient(&e) => crate::error::brief(&e),
             Err(e) => return Err(e),
         };
-        warn!("{what} failed, retrying in {backoff:?} (attempt {attempt} of {ATTEMPTS}): {reason}");
+        warn!(
+            error = %reason,
+            attempt,
+            "Recoverable error on the destination: {what} failed ({reason}); retrying in {backoff:?} (attempt {attempt} of {ATTEMPTS})"
+        );
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
         attempt += 1;

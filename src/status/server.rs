@@ -98,7 +98,7 @@ pub async fn serve(
             let stream = match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    warn!("status server: {e}");
+                    warn!("status server: cannot accept a connection ({e}); it keeps listening");
                     continue;
                 }
             };

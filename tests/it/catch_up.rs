@@ -219,7 +219,7 @@ async fn duplicate_keys_met_while_catching_up_are_read_again_from_the_source() {
     let log = fuzzy.converges().await;
     assert!(
         log.contains(
-            "catch-up: read 2 documents that met a duplicate key again from the source; 0 still do"
+            "catching up with the copy: read 2 documents that met a duplicate key again from the source; 0 still do"
         ),
         "{log}"
     );

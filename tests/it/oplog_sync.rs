@@ -124,7 +124,10 @@ async fn live_writes_arrive_a_stop_saves_the_bookmark_and_a_restart_resumes() {
     let mirror = start_mirror(&pair, &bookmark, &[]);
     // Writes that race the copy land in the spool and are replayed after it.
     mirror
-        .wait_for_line("tailing the source oplog after", LINE_TIMEOUT)
+        .wait_for_line(
+            "oplog sync: reading the source oplog from timestamp",
+            LINE_TIMEOUT,
+        )
         .await
         .unwrap();
     write_load(&src, 0, 150).await;
