@@ -1,9 +1,14 @@
-//! Initial-sync benchmark: seeds a source, then times a bare copy loop (the baseline) and
-//! `mongomirror` with `-j 1` and `-j 4` on the same servers. docs/performance.md has the numbers.
+//! Initial-sync and verification benchmarks.
+//!
+//! `--mode copy` (the default) seeds a source, then times a bare copy loop (the baseline) and
+//! `mongomirror` with `-j 1` and `-j 4` on the same servers. `--mode verify` seeds both sides
+//! with the same documents, then times a bare read of both sides in `_id` order (the read
+//! ceiling) and `mongomirror --verify` with `-j 1` and `-j 4`. docs/performance.md has the
+//! numbers.
 //!
 //! ```text
 //! cargo build --release --bins --examples
-//! target/release/examples/bench [--docs 1000000] [--secantusd PATH | --source URI --destination URI]
+//! target/release/examples/bench [--mode copy|verify] [--docs 1000000] [--secantusd PATH | --source URI --destination URI]
 //! ```
 //!
 //! Without URIs it starts two servers, each with a fresh data directory, from `--secantusd
@@ -32,6 +37,9 @@ const SEED_BATCH: u64 = 1_000;
 /// Lines that bracket the copy in the log of mongomirror (and of the baseline).
 const STARTING: &str = "initial sync starting";
 const COMPLETED: &str = "initial sync completed";
+/// Lines that bracket a verification in the log of mongomirror (and of the read baseline).
+const VERIFY_STARTING: &str = "verification: listing the namespaces";
+const VERIFY_COMPLETED: &str = "verification: the destination matches the source";
 
 type Error = Box<dyn std::error::Error>;
 
@@ -46,6 +54,10 @@ async fn main() -> Result<(), Error> {
     if let (Some(src), Some(dst)) = (flag("--baseline-source"), flag("--baseline-destination")) {
         return baseline(&src, &dst).await;
     }
+    if let (Some(src), Some(dst)) = (flag("--read-source"), flag("--read-destination")) {
+        return read_both(&src, &dst).await;
+    }
+    let verify_mode = flag("--mode").as_deref() == Some("verify");
     let docs: u64 = flag("--docs")
         .map(|d| d.parse())
         .transpose()?
@@ -76,7 +88,13 @@ async fn main() -> Result<(), Error> {
     let dst = Client::with_uri_str(&destination).await?;
     println!("seeding {docs} documents of about 1 KB into {DB} ...");
     let seeded = Instant::now();
-    seed(&src, docs).await?;
+    if verify_mode {
+        let (a, b) = tokio::join!(seed(&src, docs), seed(&dst, docs));
+        a?;
+        b?;
+    } else {
+        seed(&src, docs).await?;
+    }
     let stats = src.database(DB).run_command(doc! { "dbStats": 1 }).await?;
     let bytes = match stats.get("dataSize") {
         Some(Bson::Double(b)) => *b as u64,
@@ -95,6 +113,9 @@ async fn main() -> Result<(), Error> {
         .and_then(Path::parent)
         .map(|dir| dir.join("mongomirror"))
         .ok_or("cannot find the mongomirror binary next to this example")?;
+    if verify_mode {
+        return verify_runs(&me, &mirror, &source, &destination, docs, bytes);
+    }
     let runs: [(&str, Vec<String>); 3] = [
         (
             "baseline",
@@ -137,7 +158,7 @@ async fn main() -> Result<(), Error> {
     );
     for (name, argv) in runs {
         dst.database(DB).drop().await?;
-        let m = measure(&argv)?;
+        let m = measure(&argv, STARTING, COMPLETED)?;
         let mut copied = 0;
         for (coll, _) in SHARES {
             copied += dst
@@ -163,6 +184,97 @@ async fn main() -> Result<(), Error> {
     }
     drop(servers);
     Ok(())
+}
+
+/// The verification runs: the read ceiling, then `mongomirror --verify -j 1` and `-j 4`.
+fn verify_runs(
+    me: &Path,
+    mirror: &Path,
+    source: &str,
+    destination: &str,
+    docs: u64,
+    bytes: u64,
+) -> Result<(), Error> {
+    let verify = |j: &str| -> Vec<String> {
+        vec![
+            mirror.display().to_string(),
+            "--host".into(),
+            source.into(),
+            "--destination".into(),
+            destination.into(),
+            "--verify".into(),
+            "-j".into(),
+            j.into(),
+        ]
+    };
+    let runs: [(&str, Vec<String>); 3] = [
+        (
+            "read both sides",
+            vec![
+                me.display().to_string(),
+                "--read-source".into(),
+                source.into(),
+                "--read-destination".into(),
+                destination.into(),
+            ],
+        ),
+        ("mongomirror --verify -j 1", verify("1")),
+        ("mongomirror --verify -j 4", verify("4")),
+    ];
+    println!(
+        "\n| run | total s | compare s | docs/s | MB/s (one side) | vs read ceiling | CPU s per 1M docs | peak RSS MB |\n\
+         |---|---|---|---|---|---|---|---|"
+    );
+    let mut ceiling = None;
+    for (name, argv) in runs {
+        let m = measure(&argv, VERIFY_STARTING, VERIFY_COMPLETED)?;
+        let seconds = m.copy.as_secs_f64();
+        let rate = docs as f64 / seconds;
+        let ratio = ceiling.map_or(1.0, |c: f64| rate / c);
+        ceiling.get_or_insert(rate);
+        println!(
+            "| {name} | {:.1} | {seconds:.1} | {rate:.0} | {:.1} | {ratio:.2}× | {:.2} | {:.0} |",
+            m.total.as_secs_f64(),
+            bytes as f64 / 1e6 / seconds,
+            m.cpu_seconds / (docs as f64 / 1e6),
+            m.peak_rss_kb as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
+
+/// The read ceiling of a verification: every collection of both sides read at once, in `_id`
+/// order, as raw batches whose documents are walked and counted, nothing else.
+async fn read_both(source: &str, destination: &str) -> Result<(), Error> {
+    let src = Client::with_uri_str(source).await?;
+    let dst = Client::with_uri_str(destination).await?;
+    eprintln!("{VERIFY_STARTING}");
+    for (name, _) in SHARES {
+        let (a, b) = tokio::try_join!(read_sorted(&src, name), read_sorted(&dst, name))?;
+        if a.0 != b.0 {
+            return Err(format!(
+                "{name}: {} documents on the source, {} on the destination",
+                a.0, b.0
+            )
+            .into());
+        }
+    }
+    eprintln!("{VERIFY_COMPLETED}");
+    Ok(())
+}
+
+async fn read_sorted(client: &Client, name: &str) -> Result<(u64, u64), Error> {
+    let coll = client.database(DB).collection::<RawDocumentBuf>(name);
+    let mut cursor = coll.find(doc! {}).sort(doc! { "_id": 1 }).batch().await?;
+    let (mut count, mut bytes) = (0u64, 0u64);
+    while let Some(batch) = cursor.try_next().await? {
+        for d in batch.doc_slices()? {
+            let d = d?.as_document().ok_or("not a document")?;
+            bytes += d.as_bytes().len() as u64;
+            count += 1;
+        }
+    }
+    Ok((count, bytes))
 }
 
 /// The minimal copy: one raw-batch `find` per collection, each batch passed to `insert_many`.
@@ -197,7 +309,12 @@ async fn baseline(source: &str, destination: &str) -> Result<(), Error> {
 /// About 1 KB of mixed types.
 fn document(i: u64) -> Document {
     doc! {
-        "_id": ObjectId::new(),
+        // Deterministic, so that both sides of a verification run hold the same documents.
+        "_id": ObjectId::from_bytes({
+            let mut b = [0x65; 12];
+            b[4..].copy_from_slice(&i.to_be_bytes());
+            b
+        }),
         "i": i as i32,
         "l": i as i64 * 1_000_003,
         "d": i as f64 / 7.0,
@@ -243,9 +360,10 @@ struct Measured {
     peak_rss_kb: u64,
 }
 
-/// Runs `argv` under GNU time until it prints the completion line, then interrupts it (a full
-/// mongomirror keeps tailing the oplog) and reads its CPU time and peak RSS.
-fn measure(argv: &[String]) -> Result<Measured, Error> {
+/// Runs `argv` under GNU time until it prints the `completed` line, then interrupts it (a full
+/// mongomirror keeps tailing the oplog) and reads its CPU time and peak RSS; `starting` marks
+/// the start of the measured part.
+fn measure(argv: &[String], starting: &str, completed: &str) -> Result<Measured, Error> {
     use std::os::unix::process::CommandExt;
     let started = Instant::now();
     let mut child = Command::new("/usr/bin/time")
@@ -260,9 +378,9 @@ fn measure(argv: &[String]) -> Result<Measured, Error> {
     let mut usage = None;
     for line in BufReader::new(stderr).lines() {
         let line = line?;
-        if line.contains(STARTING) {
+        if line.contains(starting) {
             copy_started = Some(Instant::now());
-        } else if line.contains(COMPLETED) && total.is_none() {
+        } else if line.contains(completed) && total.is_none() {
             total = Some((started.elapsed(), copy_started.map(|t| t.elapsed())));
             interrupt(&child);
         } else if let Some(rest) = line.strip_prefix("TIME ") {
