@@ -63,8 +63,41 @@ pub async fn survey(
     filter: &NamespaceFilter,
     coll_stats_threshold: i64,
 ) -> Result<Vec<SourceCollection>> {
-    let read_failed =
-        |what: String| move |e: mongodb::error::Error| Failure::runtime(what).cause(e);
+    let mut out = list(client, filter).await?;
+    let sizes_wanted = match coll_stats_threshold {
+        -1 => true,
+        0 => false,
+        n => out.len() as i64 <= n,
+    };
+    for c in out.iter_mut().filter(|c| c.kind == "collection") {
+        let db = client.database(&c.ns.db);
+        c.documents = db
+            .collection::<Document>(&c.ns.coll)
+            .estimated_document_count()
+            .await
+            .map_err(read_failed(format!("cannot count {}", c.ns)))?;
+        if sizes_wanted {
+            // collStats is deprecated on 6.2+ but still answers; a failure only costs ordering.
+            if let Ok(stats) = db.run_command(doc! { "collStats": &c.ns.coll }).await {
+                c.bytes = number(&stats, "size");
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        b.bytes
+            .cmp(&a.bytes)
+            .then(b.documents.cmp(&a.documents))
+            .then(a.ns.cmp(&b.ns))
+    });
+    Ok(out)
+}
+
+fn read_failed(what: String) -> impl FnOnce(mongodb::error::Error) -> Failure {
+    move |e| Failure::runtime(what).cause(e)
+}
+
+/// Lists every collection and view the filter wants, by namespace, without counts or sizes.
+pub async fn list(client: &Client, filter: &NamespaceFilter) -> Result<Vec<SourceCollection>> {
     let mut out = Vec::new();
     let dbs = client
         .list_database_names()
@@ -110,31 +143,6 @@ pub async fn survey(
             });
         }
     }
-    let sizes_wanted = match coll_stats_threshold {
-        -1 => true,
-        0 => false,
-        n => out.len() as i64 <= n,
-    };
-    for c in out.iter_mut().filter(|c| c.kind == "collection") {
-        let db = client.database(&c.ns.db);
-        c.documents = db
-            .collection::<Document>(&c.ns.coll)
-            .estimated_document_count()
-            .await
-            .map_err(read_failed(format!("cannot count {}", c.ns)))?;
-        if sizes_wanted {
-            // collStats is deprecated on 6.2+ but still answers; a failure only costs ordering.
-            if let Ok(stats) = db.run_command(doc! { "collStats": &c.ns.coll }).await {
-                c.bytes = number(&stats, "size");
-            }
-        }
-    }
-    out.sort_by(|a, b| {
-        b.bytes
-            .cmp(&a.bytes)
-            .then(b.documents.cmp(&a.documents))
-            .then(a.ns.cmp(&b.ns))
-    });
     Ok(out)
 }
 

@@ -144,9 +144,10 @@ pub async fn compare(
 ) -> Result<Report> {
     let began = Instant::now();
     info!("verification: listing the namespaces on both sides");
+    // Counts and sizes (for ranges and progress) come from the source alone.
     let (src, dst) = tokio::try_join!(
         survey(source, &settings.filter, settings.coll_stats_threshold),
-        survey(destination, &settings.filter, settings.coll_stats_threshold)
+        crate::catalog::list(destination, &settings.filter)
     )?;
     let mut both: BTreeMap<Namespace, (Option<SourceCollection>, Option<SourceCollection>)> =
         BTreeMap::new();
@@ -190,6 +191,14 @@ pub async fn compare(
         }
         reports.insert(ns.clone(), entry);
     }
+    info!(
+        "verification: comparing the documents of {} collections",
+        tasks
+            .iter()
+            .map(|t: &Task| &t.ns)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    );
     let ticker = crate::copy::progress::LogTicker::start(progress.clone());
     let outcomes = compare_documents(source, destination, tasks, settings.workers).await?;
     drop(ticker);
