@@ -57,7 +57,7 @@ impl From<Position> for Timestamp {
 }
 
 /// The contents of the bookmark file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Bookmark {
     /// Format version; see [`VERSION`].
@@ -74,6 +74,9 @@ pub struct Bookmark {
     /// Present while oplog sync is still catching up with the copy (see [`CatchUp`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up: Option<CatchUp>,
+    /// During initial sync: what is copied already (see [`CopyState`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyState>,
     /// The tool that wrote it, for people reading the file.
     pub written_by: String,
     /// When it was written, for people reading the file.
@@ -96,6 +99,60 @@ pub struct CatchUp {
     pub relaxed_indexes: Vec<IndexRef>,
 }
 
+/// How far an initial sync got, so that a restart copies only what is left: the catalog, and
+/// for each collection whether it is done (documents and indexes), or which of its `_id` ranges
+/// are done and how far the others got.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CopyState {
+    /// Every collection and view is created on the destination.
+    pub catalog_created: bool,
+    /// The collections to copy, in the plan's order.
+    pub collections: Vec<CollectionState>,
+}
+
+/// One collection of an initial sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CollectionState {
+    /// `db.collection`.
+    pub ns: String,
+    /// The source's document count estimate (progress total).
+    pub documents: u64,
+    /// The source's size estimate in bytes.
+    pub bytes: u64,
+    /// Read in `_id` order, so that a range resumes after the last `_id` copied (otherwise an
+    /// unfinished range is copied again from its start: capped and clustered collections).
+    pub by_id: bool,
+    /// Every document and index is in.
+    pub done: bool,
+    /// The unique indexes built without `unique` (once done).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relaxed_indexes: Vec<String>,
+    /// The `_id` ranges (until done).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<RangeState>,
+}
+
+/// One `_id` range of a collection; bounds and positions are canonical extended JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RangeState {
+    /// Inclusive lower bound (none: from the start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<serde_json::Value>,
+    /// Exclusive upper bound (none: to the end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<serde_json::Value>,
+    /// Read with `$gte`/`$lt` filters rather than index bounds.
+    pub by_filter: bool,
+    /// Every document of the range is in.
+    pub done: bool,
+    /// The last `_id` copied and acknowledged, in `_id` order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
+}
+
 /// One index of one destination collection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -116,6 +173,7 @@ impl Bookmark {
             ts: ts.into(),
             term,
             catch_up: None,
+            copy: None,
             written_by: format!("mongomirror-rs {}", env!("CARGO_PKG_VERSION")),
             saved_at: chrono::Utc::now()
                 .format("%Y-%m-%dT%H:%M:%S%.3fZ")

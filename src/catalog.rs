@@ -3,6 +3,8 @@
 //! The plan is ordered largest first, because mongomirror copies the biggest collections first
 //! so that one large collection does not hold up the end of the copy.
 
+use std::future::IntoFuture;
+
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use mongodb::Client;
@@ -71,11 +73,12 @@ pub async fn survey(
     };
     for c in out.iter_mut().filter(|c| c.kind == "collection") {
         let db = client.database(&c.ns.db);
-        c.documents = db
-            .collection::<Document>(&c.ns.coll)
-            .estimated_document_count()
-            .await
-            .map_err(read_failed(format!("cannot count {}", c.ns)))?;
+        let coll = db.collection::<Document>(&c.ns.coll);
+        c.documents = crate::retry::transient(&format!("counting {}", c.ns), || {
+            coll.estimated_document_count().into_future()
+        })
+        .await
+        .map_err(read_failed(format!("cannot count {}", c.ns)))?;
         if sizes_wanted {
             // collStats is deprecated on 6.2+ but still answers; a failure only costs ordering.
             if let Ok(stats) = db.run_command(doc! { "collStats": &c.ns.coll }).await {
@@ -99,24 +102,25 @@ fn read_failed(what: String) -> impl FnOnce(mongodb::error::Error) -> Failure {
 /// Lists every collection and view the filter wants, by namespace, without counts or sizes.
 pub async fn list(client: &Client, filter: &NamespaceFilter) -> Result<Vec<SourceCollection>> {
     let mut out = Vec::new();
-    let dbs = client
-        .list_database_names()
-        .await
-        .map_err(read_failed("cannot list the source databases".into()))?;
+    let dbs = crate::retry::transient("listing the databases", || {
+        client.list_database_names().into_future()
+    })
+    .await
+    .map_err(read_failed("cannot list the databases".into()))?;
     for db_name in dbs.into_iter().filter(|d| filter.wants_db(d)) {
         let db = client.database(&db_name);
-        let specs: Vec<Document> = db
-            .list_collections()
-            .await
-            .map_err(read_failed(format!(
-                "cannot list the collections of {db_name}"
-            )))?
-            .with_type::<Document>()
-            .try_collect()
-            .await
-            .map_err(read_failed(format!(
-                "cannot list the collections of {db_name}"
-            )))?;
+        let listing = format!("listing the collections of {db_name}");
+        let specs: Vec<Document> = crate::retry::transient(&listing, || async {
+            db.list_collections()
+                .await?
+                .with_type::<Document>()
+                .try_collect()
+                .await
+        })
+        .await
+        .map_err(read_failed(format!(
+            "cannot list the collections of {db_name}"
+        )))?;
         for spec in specs {
             let Ok(name) = spec.get_str("name") else {
                 continue;

@@ -6,6 +6,7 @@
 //! command fails, each index is retried alone, as mongomirror does, so the failure names the
 //! index at fault.
 
+use std::future::IntoFuture;
 use std::time::Instant;
 
 use futures::TryStreamExt;
@@ -50,15 +51,16 @@ pub async fn source_specs(
 
 /// The index specs of a collection on one side; none if the collection does not exist.
 async fn list_indexes(client: &Client, ns: &Namespace, side: &str) -> Result<Vec<Document>> {
-    let listed: mongodb::error::Result<Vec<Document>> = async {
-        client
-            .database(&ns.db)
-            .run_cursor_command(doc! { "listIndexes": &ns.coll })
-            .await?
-            .try_collect()
-            .await
-    }
-    .await;
+    let listed: mongodb::error::Result<Vec<Document>> =
+        crate::retry::transient(&format!("listing the indexes of {ns}"), || async {
+            client
+                .database(&ns.db)
+                .run_cursor_command(doc! { "listIndexes": &ns.coll })
+                .await?
+                .try_collect()
+                .await
+        })
+        .await;
     match listed {
         Ok(specs) => Ok(specs),
         Err(e) if matches!(e.kind.as_ref(), ErrorKind::Command(c) if c.code == NAMESPACE_NOT_FOUND) => {
@@ -109,16 +111,20 @@ pub async fn restore(
     if specs.is_empty() {
         return Ok(Restored::default());
     }
-    // An index the destination already has (a collection kept by the restart rules) stays as
-    // it is: replay then meets its duplicates as conflicts instead.
+    // A unique index the destination already has (a collection kept by the restart rules)
+    // stays as it is: replay then meets its duplicates as conflicts instead. One it has without
+    // `unique` (built by this migration before a restart) is still to be converted.
     let existing = list_indexes(destination, ns, "destination").await?;
+    let already_unique = |spec: &Document| {
+        existing.iter().any(|e| {
+            e.get_str("name").is_ok()
+                && e.get_str("name") == spec.get_str("name")
+                && e.get_bool("unique").unwrap_or(false)
+        })
+    };
     let relaxed: Vec<String> = specs
         .iter_mut()
-        .filter(|spec| {
-            !existing
-                .iter()
-                .any(|e| e.get_str("name").is_ok() && e.get_str("name") == spec.get_str("name"))
-        })
+        .filter(|spec| !already_unique(spec))
         .filter_map(|spec| {
             crate::oplog::catchup::relax(spec)
                 .then(|| spec.get_str("name").unwrap_or_default().to_string())
@@ -138,7 +144,17 @@ pub async fn restore(
     let command = |indexes: Vec<Document>| {
         with_majority(doc! { "createIndexes": &ns.coll, "indexes": indexes })
     };
-    let Err(error) = db.run_command(command(specs.clone())).await else {
+    let build = |specs: Vec<Document>| {
+        let db = db.clone();
+        let body = command(specs);
+        async move {
+            crate::retry::transient(&format!("building the indexes of {ns}"), || {
+                db.run_command(body.clone()).into_future()
+            })
+            .await
+        }
+    };
+    let Err(error) = build(specs.clone()).await else {
         info!(
             "createIndexes for collection: `{ns}`, finished in {:.3}s",
             started.elapsed().as_secs_f64()
@@ -152,7 +168,7 @@ pub async fn restore(
     let mut failure: Option<Failure> = None;
     for spec in specs {
         let name = spec.get_str("name").unwrap_or("?").to_string();
-        if let Err(e) = db.run_command(command(vec![spec])).await {
+        if let Err(e) = build(vec![spec]).await {
             let f = failure.take().unwrap_or_else(|| {
                 Failure::runtime(format!("cannot build the indexes of {ns} on the destination"))
                     .hint("fix or drop the failing indexes on the source, or pass --noIndexRestore and build them by hand")

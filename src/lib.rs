@@ -32,6 +32,7 @@ pub mod oplog;
 pub mod order;
 pub mod preflight;
 pub mod redact;
+pub mod retry;
 pub mod shutdown;
 pub mod spool;
 pub mod status;

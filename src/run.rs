@@ -5,11 +5,12 @@ use std::sync::Arc;
 use mongodb::bson::Timestamp;
 use tracing::{error, info, warn};
 
-use crate::bookmark::{self, Bookmark, CatchUp, Phase};
+use crate::bookmark::{self, Bookmark, CatchUp, CopyState, Phase};
 use crate::catalog::{self, SourceCollection};
 use crate::cli::Options;
 use crate::connect::{self, Connected};
 use crate::copy;
+use crate::copy::resume::{Keeper, Save, Tracker};
 use crate::cutover::Control;
 use crate::error::ExitCode;
 use crate::error::Result;
@@ -26,6 +27,10 @@ use crate::tail;
 /// With `--httpStatusPort`, a failure is reported on the status endpoint and the process keeps
 /// serving it until it is stopped, as mongomirror does; the exit code is then the failure's.
 pub async fn run(options: Options) -> Result<()> {
+    crate::retry::set_max_outage(options.max_outage);
+    if !options.verify {
+        check_writable(&options)?;
+    }
     let shutdown = shutdown::on_signals();
     let status = Status::shared();
     let cutover = Control::shared();
@@ -42,6 +47,40 @@ pub async fn run(options: Options) -> Result<()> {
         server.shutdown().await;
     }
     outcome
+}
+
+/// Fails (exit code 2, nothing contacted) unless the bookmark file's directory and the spool
+/// directory can be written: a run that cannot save its progress must not start.
+fn check_writable(options: &Options) -> Result<()> {
+    let bookmark_dir = match options.bookmark_file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let spool = sync::spool_dir(options);
+    for (dir, flag, create) in [
+        (&bookmark_dir, "--bookmarkFile", false),
+        (&spool, "--oplogPath", true),
+    ] {
+        let probe = dir.join(".mongomirror-write-test");
+        let written = (if create {
+            std::fs::create_dir_all(dir)
+        } else {
+            Ok(())
+        })
+        .and_then(|()| std::fs::write(&probe, b"ok"))
+        .and_then(|()| std::fs::remove_file(&probe));
+        if let Err(e) = written {
+            return Err(crate::error::Failure::usage(format!(
+                "cannot write in '{}', where {flag} keeps its files",
+                dir.display()
+            ))
+            .cause(e)
+            .hint(format!(
+                "point {flag} at a writable directory with free space"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// With `--httpStatusPort`, a failure is reported on the endpoint and served until a stop, as
@@ -118,15 +157,17 @@ async fn stages(
     };
     match saved {
         Some(b) if b.phase == Phase::OplogSync => run.resume(&b).await,
-        other => {
-            if let Some(b) = other {
+        Some(b) => match b.copy.clone() {
+            Some(copy) => run.initial_sync(Some((b.timestamp(), copy))).await,
+            None => {
                 warn!(
-                    "the initial sync started at {}:{} was interrupted and cannot be resumed: starting over",
+                    "the initial sync started at {}:{} was interrupted, and its bookmark (written by an older build) does not say how far it got: starting over",
                     b.ts.t, b.ts.i
                 );
+                run.initial_sync(None).await
             }
-            run.fresh().await
-        }
+        },
+        None => run.initial_sync(None).await,
     }
 }
 
@@ -205,12 +246,29 @@ impl Run<'_> {
         self.oplog_sync(sync, saved.catch_up.clone()).await
     }
 
-    /// A fresh run: preflight, then initial sync while the oplog is spooled, then oplog sync.
-    async fn fresh(&self) -> Result<()> {
+    /// Preflight, then initial sync while the oplog is spooled, then oplog sync. `resume` is
+    /// the starting point and progress of an initial sync that stopped: what it copied stays,
+    /// the rest is copied, and the oplog is replayed from its starting point as an
+    /// uninterrupted run would.
+    async fn initial_sync(&self, resume: Option<(Timestamp, CopyState)>) -> Result<()> {
         let (source, destination, options) = (&self.source, &self.destination, self.options);
+        if let Some((start, copy)) = &resume {
+            tail::check_position(&source.client, *start).await?;
+            let done = copy.collections.iter().filter(|c| c.done).count();
+            info!(
+                "resuming the initial sync started at {}:{}: {done} of {} collections are copied; the others go on from where they stopped",
+                start.time,
+                start.increment,
+                copy.collections.len()
+            );
+        }
         // The starting point comes first: anything written after it, including to collections
         // the survey below does or does not see, is in the oplog the next stage replays.
-        let read = match oplog::newest_timestamp(&source.client).await {
+        let read = match resume.as_ref().map(|(start, _)| *start) {
+            Some(start) => Ok(start),
+            None => oplog::newest_timestamp(&source.client).await,
+        };
+        let read = match read {
             Ok(ts) => catalog::survey(
                 &source.client,
                 &options.filter,
@@ -225,7 +283,9 @@ impl Run<'_> {
             Err(e) => return Err(preflight::explain_read_failure(source, destination, e).await),
         };
         log_plan(&plan);
-        let conflicts = if options.drop {
+        // The namespaces of a resumed copy hold this migration's documents.
+        let ours = resume.as_ref().is_some_and(|(_, c)| c.catalog_created);
+        let conflicts = if options.drop || ours {
             Vec::new()
         } else {
             copy::conflicts(&destination.client, &plan).await?
@@ -236,19 +296,33 @@ impl Run<'_> {
             return Ok(());
         }
         if self.shutdown.requested() {
-            info!("stopped before anything was written");
+            info!("stopped by a signal before anything was written to the destination");
             return Ok(());
         }
 
         // The tail opens before the first document is read, so the two halves join without a gap.
         let sync = self.open_tail(start_ts).await?;
-        self.save(Phase::InitialSync, start_ts, None)?;
+        let tracker = Tracker::new(resume.map(|(_, c)| c).unwrap_or_default());
+        let save: Save = Arc::new({
+            let (path, set_name) = (options.bookmark_file.clone(), self.set_name.clone());
+            move |copy: &CopyState| {
+                let mut saved = Bookmark::new(&set_name, Phase::InitialSync, start_ts, None);
+                saved.copy = Some(copy.clone());
+                bookmark::save(&path, &saved)
+            }
+        });
+        save(&tracker.snapshot())?;
         self.status
             .set_stage(Stage::InitialSync, "copying collections");
+        let keeper = Keeper {
+            tracker: tracker.clone(),
+            save: save.clone(),
+        };
         let copied = tokio::select! {
-            copied = copy::run(source, destination, options, &plan, start_ts, &self.status) => copied?,
+            copied = copy::run(source, destination, options, &plan, start_ts, &self.status, &keeper) => copied?,
             _ = self.shutdown.wait() => {
-                warn!("stopped during initial sync: it cannot be resumed, so the next start needs --drop (or an empty destination)");
+                save(&tracker.snapshot())?;
+                info!("stopped during the initial sync: its progress is saved, and the next start goes on from there");
                 return Ok(());
             }
         };

@@ -20,10 +20,11 @@ use futures::StreamExt;
 use mongodb::bson::{doc, RawDocumentBuf, Timestamp};
 use mongodb::options::CursorType;
 use mongodb::Client;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use crate::error::{is_network_error, server_code, ExitCode, Failure, Result};
+use crate::error::{is_network_error, is_transient, server_code, ExitCode, Failure, Result};
 use crate::oplog::{oldest_timestamp, OPLOG_COLL, OPLOG_DB};
+use crate::retry::Outage;
 use crate::shutdown::Shutdown;
 use crate::spool::Spool;
 
@@ -31,8 +32,6 @@ use crate::spool::Spool;
 const AWAIT_TIME: Duration = Duration::from_secs(1);
 /// Entries per batch the reader asks for.
 const BATCH_SIZE: u32 = 5_000;
-/// How many times in a row a dead cursor is reopened before the run fails.
-const MAX_REOPENS: u32 = 10;
 /// Server error codes that mean the oplog no longer holds the position.
 const LOST_POSITION_CODES: &[i32] = &[
     136, /* CappedPositionLost */
@@ -100,16 +99,19 @@ type BatchCursor = mongodb::raw_batch_cursor::RawBatchCursor;
 
 async fn open(client: &Client, after: Timestamp) -> Result<BatchCursor> {
     check_position(client, after).await?;
-    client
+    let oplog = client
         .database(OPLOG_DB)
-        .collection::<RawDocumentBuf>(OPLOG_COLL)
-        .find(doc! { "ts": { "$gte": after } })
-        .cursor_type(CursorType::TailableAwait)
-        .max_await_time(AWAIT_TIME)
-        .batch_size(BATCH_SIZE)
-        .batch()
-        .await
-        .map_err(|e| classify(after, e))
+        .collection::<RawDocumentBuf>(OPLOG_COLL);
+    crate::retry::transient("opening the oplog cursor on the source", || {
+        oplog
+            .find(doc! { "ts": { "$gte": after } })
+            .cursor_type(CursorType::TailableAwait)
+            .max_await_time(AWAIT_TIME)
+            .batch_size(BATCH_SIZE)
+            .batch()
+    })
+    .await
+    .map_err(|e| classify(after, e))
 }
 
 /// Where the reader stands: the last entry's `ts`, and how many entries with that `ts` it has
@@ -160,6 +162,9 @@ impl Reread {
 fn classify(position: Timestamp, e: mongodb::error::Error) -> Failure {
     match server_code(&e) {
         Some(code) if LOST_POSITION_CODES.contains(&code) => lost_position(position, None),
+        _ if is_transient(&e) => Failure::runtime("Error while tailing the oplog on the source")
+            .cause(e)
+            .hint(crate::retry::outage_hint()),
         _ => Failure::runtime("Error while tailing the oplog on the source")
             .cause(e)
             .hint("check the source's health and that the source user can read local.oplog.rs"),
@@ -167,8 +172,9 @@ fn classify(position: Timestamp, e: mongodb::error::Error) -> Failure {
 }
 
 fn resumable(e: &mongodb::error::Error) -> bool {
-    // 43 CursorNotFound, 237 CursorKilled; network errors invalidate the cursor's connection.
-    is_network_error(e) || matches!(server_code(e), Some(43 | 237))
+    // 43 CursorNotFound, 237 CursorKilled; network errors invalidate the cursor's connection;
+    // elections and shutdowns pass.
+    is_network_error(e) || matches!(server_code(e), Some(43 | 237)) || is_transient(e)
 }
 
 /// Tails the source oplog from `start` (inclusive), pushing every entry into `spool` until `shutdown`.
@@ -197,15 +203,18 @@ async fn read(
     shutdown: Shutdown,
 ) -> Result<()> {
     let mut reread = Reread::starting_at(start);
-    let mut reopens = 0;
+    // Cursors that die without delivering anything in between are one outage.
+    let mut outage: Option<Outage> = None;
     loop {
         let next = tokio::select! {
             next = cursor.next() => next,
             _ = shutdown.wait() => return Ok(()),
         };
-        let failure = match next {
+        let reason = match next {
             Some(Ok(batch)) => {
-                reopens = 0;
+                if let Some(o) = outage.take() {
+                    o.over("reading the source oplog");
+                }
                 let docs = batch.doc_slices().map_err(|e| {
                     Failure::runtime("the source sent an unreadable oplog batch").cause(e)
                 })?;
@@ -233,32 +242,20 @@ async fn read(
                 }
                 continue;
             }
-            Some(Err(e)) if resumable(&e) => {
-                warn!(
-                    "Recoverable error while tailing the oplog: {}; reopening it",
-                    crate::error::brief(&e)
-                );
-                None
-            }
-            Some(Err(e)) => Some(classify(reread.ts, e)),
-            None => {
-                debug!("the oplog cursor ended; reopening it");
-                None
-            }
+            Some(Err(e)) if resumable(&e) => crate::error::brief(&e),
+            Some(Err(e)) => return Err(classify(reread.ts, e)),
+            None => "the cursor ended".to_string(),
         };
-        if let Some(f) = failure {
-            return Err(f);
-        }
-        reopens += 1;
-        if reopens > MAX_REOPENS {
-            return Err(Failure::runtime(format!(
-                "the oplog cursor on the source died {MAX_REOPENS} times in a row"
-            ))
-            .hint("check the source's health and the network between it and this machine"));
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(200 * u64::from(reopens))) => {}
+        let o = outage.get_or_insert_with(Outage::begin);
+        let waited = tokio::select! {
+            waited = o.wait("reading the source oplog", &reason) => waited,
             _ = shutdown.wait() => return Ok(()),
+        };
+        if !waited {
+            return Err(Failure::runtime(format!(
+                "the oplog cursor on the source kept failing: {reason}"
+            ))
+            .hint(crate::retry::outage_hint()));
         }
         let at = reread.reopen();
         debug!("reopening the oplog cursor at {}:{}", at.time, at.increment);

@@ -229,6 +229,11 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = parse_positive, allow_negative_numbers = true, help_heading = OPLOG)]
     pub oplog_batch_size: Option<u32>,
 
+    /// How long to wait out a server that does not answer (a restart, a failover, the network)
+    /// before the run ends with exit code 1; the bookmark then resumes.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_positive, allow_negative_numbers = true, help_heading = OPLOG)]
+    pub max_outage_seconds: Option<u32>,
+
     // ------------------------------------------------------------ monitoring
     /// Serve status JSON on this port (0 picks a free one). Errors are then reported there
     /// instead of ending the process.

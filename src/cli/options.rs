@@ -421,6 +421,8 @@ pub struct Options {
     pub oplog_path: Option<PathBuf>,
     /// `--oplogBatchSize`.
     pub oplog_batch_size: u32,
+    /// `--maxOutageSeconds`: how long failing servers are waited out.
+    pub max_outage: std::time::Duration,
     /// `--httpStatusHost` and `--httpStatusPort`, when the status server is on.
     pub http_status: Option<(String, u16)>,
     /// `--preflightOnly`.
@@ -531,6 +533,11 @@ impl Options {
             force_dump: args.force_dump,
             oplog_path: args.oplog_path.map(PathBuf::from),
             oplog_batch_size: args.oplog_batch_size.unwrap_or(DEFAULT_OPLOG_BATCH_SIZE),
+            max_outage: args
+                .max_outage_seconds
+                .map_or(crate::retry::DEFAULT_MAX_OUTAGE, |s| {
+                    std::time::Duration::from_secs(u64::from(s))
+                }),
             http_status: args
                 .http_status_port
                 .map(|p| (args.http_status_host.clone(), p)),

@@ -321,6 +321,15 @@ flag_test!(
 flag_test!(flag_preflight_only, ["--preflightOnly"], |o| assert!(
     o.preflight_only
 ));
+flag_test!(
+    flag_max_outage_seconds,
+    ["--maxOutageSeconds", "30"],
+    |o| assert_eq!(o.max_outage, std::time::Duration::from_secs(30))
+);
+flag_test!(flag_max_outage_seconds_default, [], |o| assert_eq!(
+    o.max_outage,
+    crate::retry::DEFAULT_MAX_OUTAGE
+));
 flag_test!(flag_verify, ["--verify"], |o| assert!(
     o.verify && o.verify_report.is_none() && o.verify_max_differences == 10
 ));

@@ -13,26 +13,26 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::TryStreamExt;
-use mongodb::bson::{Document, RawDocument, RawDocumentBuf};
+use mongodb::bson::{Bson, Document, RawDocument, RawDocumentBuf};
 use mongodb::options::FindOptions;
 use mongodb::raw_batch_cursor::RawBatch;
 use mongodb::{Client, Collection};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::progress::{CollectionProgress, Progress};
 use super::ranges::IdRange;
+use super::resume::Tracker;
 use super::writer;
 use super::CopyError;
-use crate::bookmark::IndexRef;
 use crate::cli::Namespace;
 use crate::error::{Failure, Result};
 use crate::indexes;
-use crate::oplog::catchup::index_ref;
+use crate::retry::Outage;
 
 /// Bytes a source batch aims at; the server stops a batch at 16 MiB in any case.
 pub const READ_BATCH_BYTES: u64 = 2 * 1024 * 1024;
@@ -42,10 +42,6 @@ pub const DEFAULT_READ_BATCH_DOCUMENTS: u32 = 1024;
 pub const READ_BATCH_DOCUMENTS: std::ops::RangeInclusive<u32> = 16..=10_000;
 /// Batches read ahead of the writer, per range being copied.
 pub const BATCH_CHANNEL_CAPACITY: usize = 1;
-/// Attempts at one range before a transient failure fails the run.
-pub const RANGE_ATTEMPTS: u32 = 5;
-/// Wait before the second attempt at a range; later attempts wait proportionally longer.
-pub const RANGE_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Most document bytes in one insert (the server's BSON object limit, 16 MiB).
 pub const MAX_INSERT_BYTES: usize = 16 * 1024 * 1024;
 /// Most documents in one insert.
@@ -53,8 +49,12 @@ pub const MAX_INSERT_DOCUMENTS: usize = 10_000;
 
 /// One source collection being copied, shared by the workers copying its ranges.
 pub struct Job {
+    /// The collection's position in the copy's progress ([`Tracker`]).
+    pub index: usize,
     /// The namespace, the same on both sides.
     pub ns: Namespace,
+    /// Read in `_id` order (it has an `_id` index, and is neither capped nor clustered).
+    pub by_id: bool,
     /// The document count estimate, the progress total.
     pub documents: u64,
     /// The size estimate in bytes, for the status endpoint.
@@ -69,8 +69,16 @@ pub struct Job {
 
 impl Job {
     /// A collection of `documents` documents and `bytes` bytes (estimates, 0 when unknown) to
-    /// copy in `ranges`.
-    pub fn new(ns: Namespace, documents: u64, bytes: u64, ranges: &[IdRange]) -> Self {
+    /// copy in `ranges` (of which `left` are still to copy), at position `index` of the
+    /// copy's progress.
+    pub fn new(
+        index: usize,
+        ns: Namespace,
+        (documents, bytes): (u64, u64),
+        by_id: bool,
+        ranges: &[IdRange],
+        left: usize,
+    ) -> Self {
         let split = match ranges {
             [] | [_] => String::new(),
             [first, ..] if first.by_filter => {
@@ -79,12 +87,14 @@ impl Job {
             _ => format!(" in {} _id ranges (by index bounds)", ranges.len()),
         };
         Job {
+            index,
             ns,
+            by_id,
             documents,
             bytes,
             read_batch: read_batch_documents(documents, bytes),
             split,
-            ranges_left: AtomicUsize::new(ranges.len().max(1)),
+            ranges_left: AtomicUsize::new(left),
             started: OnceLock::new(),
         }
     }
@@ -123,12 +133,13 @@ pub(crate) fn read_batch_documents(documents: u64, bytes: u64) -> u32 {
     fit.clamp(*READ_BATCH_DOCUMENTS.start(), *READ_BATCH_DOCUMENTS.end())
 }
 
-/// One unit of work: a range of one collection.
+/// One unit of work: a range of one collection, or the indexes of a collection whose
+/// documents are all in (a restart after a stop during its index builds).
 pub struct Task {
     /// The collection.
     pub job: Arc<Job>,
-    /// Which `_id`s of it.
-    pub range: IdRange,
+    /// Which `_id`s of it, and the range's position in the job; `None`: only the indexes.
+    pub range: Option<(usize, IdRange)>,
 }
 
 /// What the workers share.
@@ -141,8 +152,8 @@ pub struct Context {
     pub progress: Arc<Progress>,
     /// How indexes are built after each collection; `None` with `--noIndexRestore`.
     pub index_restore: Option<indexes::SpecRules>,
-    /// Unique indexes built without `unique`, for oplog sync to convert.
-    pub relaxed: Mutex<Vec<IndexRef>>,
+    /// The copy's progress, for a restart.
+    pub tracker: Arc<Tracker>,
 }
 
 /// Runs every task on `workers` workers; the first failure stops the others.
@@ -175,7 +186,12 @@ async fn worker(context: Arc<Context>, queue: Arc<Mutex<VecDeque<Task>>>) -> Res
             return Ok(());
         };
         let progress = task.job.progress(&context.progress).clone();
-        copy_range_with_retries(&context, &task, &progress).await?;
+        let Some((index, range)) = &task.range else {
+            finish(&context, &task.job, &progress).await?;
+            continue;
+        };
+        copy_range_with_retries(&context, &task.job, (*index, range), &progress).await?;
+        context.tracker.range_done(task.job.index, *index);
         if task.job.ranges_left.fetch_sub(1, Ordering::AcqRel) == 1 {
             finish(&context, &task.job, &progress).await?;
         }
@@ -196,52 +212,57 @@ async fn finish(context: &Context, job: &Job, progress: &Arc<CollectionProgress>
         progress.documents(),
         progress.bytes()
     );
-    let built = match context.index_restore {
+    let restored = match context.index_restore {
         Some(rules) => {
-            let restored =
-                indexes::restore(&context.source, &context.destination, &job.ns, rules).await?;
-            context
-                .relaxed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend(restored.relaxed.iter().map(|name| index_ref(&job.ns, name)));
-            restored.built
+            indexes::restore(&context.source, &context.destination, &job.ns, rules).await?
         }
-        None => 0,
+        None => indexes::Restored::default(),
     };
-    progress.complete(built as u64);
+    progress.complete(restored.built as u64);
+    context.tracker.collection_done(job.index, restored.relaxed);
     Ok(())
 }
 
-/// Copies one range, starting it over after a transient failure (up to [`RANGE_ATTEMPTS`]).
+/// Copies one range; after a transient failure it goes on from the last `_id` copied (or starts
+/// over when the collection is not read in `_id` order), for as long as [`crate::retry`] waits
+/// out an outage.
 async fn copy_range_with_retries(
     context: &Context,
-    task: &Task,
+    job: &Job,
+    range: (usize, &IdRange),
     progress: &CollectionProgress,
 ) -> Result<()> {
-    let mut attempt = 1;
+    let mut outage: Option<Outage> = None;
     loop {
         let mut counted = Counted::default();
-        let Err(error) = copy_range(context, task, progress, &mut counted).await else {
+        let after = context.tracker.resume_point(job.index, range.0)?;
+        let Err(error) = copy_range(context, job, range, after, progress, &mut counted).await
+        else {
+            if let Some(o) = outage {
+                o.over(&format!("copying {}", job.ns));
+            }
             return Ok(());
         };
-        // What this attempt copied is copied again; count it once.
-        progress.retract(counted.documents, counted.bytes);
-        if !error.transient || attempt >= RANGE_ATTEMPTS {
+        // What this attempt copied is copied again unless it resumes; count it once.
+        if !job.by_id {
+            progress.retract(counted.documents, counted.bytes);
+        }
+        if !error.transient {
             return Err(error.into());
         }
-        warn!(
-            "Recoverable error while copying {}, starting its range over (attempt {} of {RANGE_ATTEMPTS}): {}",
-            task.job.ns,
-            attempt + 1,
-            std::iter::once(&error.failure.message)
-                .chain(&error.failure.causes)
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(": ")
-        );
-        tokio::time::sleep(RANGE_RETRY_DELAY * attempt).await;
-        attempt += 1;
+        // An attempt that copied something ends an outage: the servers were answering.
+        if counted.documents > 0 {
+            outage = None;
+        }
+        let reason = std::iter::once(&error.failure.message)
+            .chain(&error.failure.causes)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(": ");
+        let o = outage.get_or_insert_with(Outage::begin);
+        if !o.wait(&format!("copying {}", job.ns), &reason).await {
+            return Err(Failure::from(error).hint(crate::retry::outage_hint()));
+        }
     }
 }
 
@@ -252,14 +273,17 @@ struct Counted {
     bytes: u64,
 }
 
-/// Copies one range: a reader and a writer joined by a bounded channel.
+/// Copies one range from `after` on (all of it when `None`): a reader and a writer joined by a
+/// bounded channel.
 async fn copy_range(
     context: &Context,
-    task: &Task,
+    job: &Job,
+    (index, range): (usize, &IdRange),
+    after: Option<Bson>,
     progress: &CollectionProgress,
     counted: &mut Counted,
 ) -> Result<(), CopyError> {
-    let ns = &task.job.ns;
+    let ns = &job.ns;
     let (tx, rx) = mpsc::channel(BATCH_CHANNEL_CAPACITY);
     let source = context
         .source
@@ -269,18 +293,30 @@ async fn copy_range(
         .destination
         .database(&ns.db)
         .collection::<RawDocumentBuf>(&ns.coll);
+    let position = |last: &Bson| {
+        if job.by_id {
+            context.tracker.advanced(job.index, index, last);
+        }
+    };
     tokio::try_join!(
-        read(&source, ns, &task.range, task.job.read_batch, tx),
-        write(&destination, ns, rx, progress, counted)
+        read(
+            &source,
+            ns,
+            (range, after.as_ref(), job.by_id),
+            job.read_batch,
+            tx
+        ),
+        write(&destination, ns, rx, progress, counted, &position)
     )?;
     Ok(())
 }
 
-/// Streams raw batches of one range into the channel.
+/// Streams raw batches of one range (from `after`, in `_id` order when `by_id`) into the
+/// channel.
 async fn read(
     collection: &Collection<Document>,
     ns: &Namespace,
-    range: &IdRange,
+    (range, after, by_id): (&IdRange, Option<&Bson>, bool),
     batch_size: u32,
     tx: mpsc::Sender<RawBatch>,
 ) -> Result<(), CopyError> {
@@ -294,7 +330,7 @@ async fn read(
     options.batch_size = Some(batch_size);
     // A reader waits on the writer; an idle cursor must not time out meanwhile.
     options.no_cursor_timeout = Some(true);
-    let filter = range.query(&mut options);
+    let filter = range.query_from(after, by_id, &mut options);
     let mut cursor = collection
         .find(filter)
         .with_options(options)
@@ -310,13 +346,15 @@ async fn read(
     Ok(())
 }
 
-/// Inserts every batch from the channel, in inserts bounded by bytes and by count.
+/// Inserts every batch from the channel, in inserts bounded by bytes and by count; after each
+/// acknowledged insert, `position` gets the last `_id` it held.
 async fn write(
     collection: &Collection<RawDocumentBuf>,
     ns: &Namespace,
     mut rx: mpsc::Receiver<RawBatch>,
     progress: &CollectionProgress,
     counted: &mut Counted,
+    position: &(dyn Fn(&Bson) + Sync),
 ) -> Result<(), CopyError> {
     let malformed = |why: String| {
         CopyError::fatal(Failure::runtime(format!(
@@ -325,6 +363,7 @@ async fn write(
     };
     while let Some(batch) = rx.recv().await {
         let mut chunk: Vec<&RawDocument> = Vec::new();
+        let mut chunk_last: Option<&RawDocument> = None;
         let mut bytes = 0usize;
         for item in batch.doc_slices().map_err(|e| malformed(e.to_string()))? {
             let document = item
@@ -336,13 +375,26 @@ async fn write(
                 && (bytes + size > MAX_INSERT_BYTES || chunk.len() >= MAX_INSERT_DOCUMENTS)
             {
                 flush(collection, ns, &mut chunk, &mut bytes, progress, counted).await?;
+                last_id(&chunk_last, position);
             }
+            chunk_last = Some(document);
             chunk.push(document);
             bytes += size;
         }
         flush(collection, ns, &mut chunk, &mut bytes, progress, counted).await?;
+        last_id(&chunk_last, position);
     }
     Ok(())
+}
+
+/// Reports the `_id` of the last document of an acknowledged insert.
+fn last_id(last: &Option<&RawDocument>, position: &(dyn Fn(&Bson) + Sync)) {
+    if let Some(id) = last
+        .and_then(|d| d.get("_id").ok().flatten())
+        .and_then(|id| Bson::try_from(id).ok())
+    {
+        position(&id);
+    }
 }
 
 /// Inserts `chunk` (when not empty), counts it, and empties it.

@@ -8,6 +8,7 @@
 //! the catalog can simply be started again.
 
 use std::collections::{BTreeMap, HashSet};
+use std::future::IntoFuture;
 
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Document, RawDocumentBuf};
@@ -19,6 +20,8 @@ use crate::catalog::SourceCollection;
 use crate::cli::Namespace;
 use crate::error::{ExitCode, Failure, Result};
 
+/// The server's answer to a `create` of an existing namespace.
+const NAMESPACE_EXISTS: i32 = 48;
 /// How many conflicting namespaces the failure message names before summarizing the rest.
 const CONFLICTS_NAMED: usize = 10;
 
@@ -57,11 +60,13 @@ pub async fn prepare(
     if drop {
         for e in &existing {
             info!("dropping {} on the destination (--drop)", e.ns);
-            destination
-                .database(&e.ns.db)
-                .run_command(with_majority(doc! { "drop": &e.ns.coll }))
-                .await
-                .map_err(|err| {
+            let db = destination.database(&e.ns.db);
+            crate::retry::transient(&format!("dropping {}", e.ns), || {
+                db.run_command(with_majority(doc! { "drop": &e.ns.coll }))
+                    .into_future()
+            })
+            .await
+            .map_err(|err| {
                     Failure::runtime(format!("cannot drop {} on the destination", e.ns))
                         .cause(err)
                         .hint("the destination user needs the dropCollection privilege (the restore or readWriteAnyDatabase role has it)")
@@ -119,14 +124,18 @@ async fn existing(destination: &Client, plan: &[SourceCollection]) -> Result<Vec
             .cause(e)
         };
         let db = destination.database(db_name);
-        let specs: Vec<Document> = db
-            .list_collections()
-            .await
-            .map_err(failed)?
-            .with_type::<Document>()
-            .try_collect()
-            .await
-            .map_err(failed)?;
+        let specs: Vec<Document> = crate::retry::transient(
+            &format!("listing the collections of {db_name} on the destination"),
+            || async {
+                db.list_collections()
+                    .await?
+                    .with_type::<Document>()
+                    .try_collect()
+                    .await
+            },
+        )
+        .await
+        .map_err(failed)?;
         for spec in specs {
             let Ok(name) = spec.get_str("name") else {
                 continue;
@@ -136,16 +145,18 @@ async fn existing(destination: &Client, plan: &[SourceCollection]) -> Result<Vec
             }
             let ns = Namespace::new(db_name, name);
             let kind = spec.get_str("type").unwrap_or("collection").to_string();
+            let coll = db.collection::<RawDocumentBuf>(name);
             let has_documents = kind == "collection"
-                && db
-                    .collection::<RawDocumentBuf>(name)
-                    .find_one(doc! {})
-                    .projection(doc! { "_id": 1 })
-                    .await
-                    .map_err(|e| {
-                        Failure::runtime(format!("cannot read {ns} on the destination")).cause(e)
-                    })?
-                    .is_some();
+                && crate::retry::transient(&format!("reading {ns} on the destination"), || {
+                    coll.find_one(doc! {})
+                        .projection(doc! { "_id": 1 })
+                        .into_future()
+                })
+                .await
+                .map_err(|e| {
+                    Failure::runtime(format!("cannot read {ns} on the destination")).cause(e)
+                })?
+                .is_some();
             out.push(Existing {
                 ns,
                 kind,
@@ -174,11 +185,19 @@ pub async fn create(
         }
         let mut command = doc! { "create": &c.ns.coll };
         command.extend(options);
-        destination
-            .database(&c.ns.db)
-            .run_command(with_majority(command))
-            .await
-            .map_err(|e| {
+        let db = destination.database(&c.ns.db);
+        let created = crate::retry::transient(&format!("creating {}", c.ns), || {
+            db.run_command(with_majority(command.clone())).into_future()
+        })
+        .await;
+        // After a lost reply, the attempt that went through left it there.
+        let created = match created {
+            Err(e) if crate::error::server_code(&e) == Some(NAMESPACE_EXISTS) => {
+                Ok(Document::new())
+            }
+            other => other,
+        };
+        created.map_err(|e| {
                 let failure = Failure::runtime(format!(
                     "cannot create the {} {} on the destination",
                     c.kind, c.ns

@@ -16,6 +16,7 @@ mod copier;
 mod destination;
 pub mod progress;
 pub mod ranges;
+pub mod resume;
 pub mod writer;
 
 use std::collections::VecDeque;
@@ -25,8 +26,9 @@ use std::time::{Duration, Instant};
 use mongodb::bson::{doc, Document, Timestamp};
 use tracing::{info, warn};
 
-use crate::bookmark::IndexRef;
+use crate::bookmark::{CollectionState, CopyState, IndexRef};
 use crate::catalog::SourceCollection;
+use crate::cli::Namespace;
 use crate::cli::Options;
 use crate::connect::Connected;
 use crate::error::{Failure, Result};
@@ -34,6 +36,7 @@ use crate::status::Status;
 use copier::{Context, Job, Task};
 use progress::Progress;
 use ranges::IdRange;
+use resume::{Keeper, Save, Tracker};
 
 pub(crate) use copier::read_batch_documents;
 pub use destination::conflicts;
@@ -99,10 +102,14 @@ pub(crate) fn with_majority(mut command: Document) -> Document {
     command
 }
 
-/// Runs the initial sync of `plan` (from [`crate::catalog::survey`]).
+/// Runs the initial sync of `plan` (from [`crate::catalog::survey`]), or what is left of it.
 ///
-/// `start_ts` must have been read from the source oplog before `plan` was listed. Per-namespace
-/// progress goes to `status` (the `--httpStatusPort` document) as well as to the log.
+/// `start_ts` must have been read from the source oplog before `plan` was listed. `keeper`
+/// holds the copy's progress: empty for a fresh copy, the bookmark's for a resumed one, in
+/// which case the catalog and the collections it lists as done are kept as they are, and the
+/// other collections are copied from where their ranges got. It saves the progress to the
+/// bookmark at each milestone and every [`resume::SAVE_INTERVAL`] while it changes.
+/// Per-namespace progress goes to `status` (the `--httpStatusPort` document) and to the log.
 pub async fn run(
     source: &Connected,
     destination: &Connected,
@@ -110,23 +117,38 @@ pub async fn run(
     plan: &[SourceCollection],
     start_ts: Timestamp,
     status: &Arc<Status>,
+    keeper: &Keeper,
 ) -> Result<CopyOutcome> {
+    let (tracker, save) = (&keeper.tracker, &keeper.save);
     let began = Instant::now();
-    let kept = destination::prepare(&destination.client, plan, options.drop).await?;
-    info!(
-        "initial sync starting; the oplog will be replayed from timestamp {}:{}",
-        start_ts.time, start_ts.increment
-    );
-    destination::create(
-        &destination.client,
-        plan,
-        &kept,
-        options.remove_auto_index_id,
-    )
-    .await?;
+    if !tracker.snapshot().catalog_created {
+        let kept = destination::prepare(&destination.client, plan, options.drop).await?;
+        info!(
+            "initial sync starting; the oplog will be replayed from timestamp {}:{}",
+            start_ts.time, start_ts.increment
+        );
+        destination::create(
+            &destination.client,
+            plan,
+            &kept,
+            options.remove_auto_index_id,
+        )
+        .await?;
+        tracker.catalog_created();
+        save(&tracker.snapshot())?;
+    } else {
+        info!(
+            "initial sync starting again; the catalog is created already, and the oplog will be replayed from timestamp {}:{}",
+            start_ts.time, start_ts.increment
+        );
+    }
 
     let workers = options.num_parallel_collections.max(1) as usize;
-    let (jobs, tasks) = plan_tasks(source, plan, workers).await;
+    if tracker.snapshot().collections.is_empty() {
+        tracker.planned(plan_ranges(source, plan, workers).await);
+        save(&tracker.snapshot())?;
+    }
+    let (jobs, tasks) = tasks(&tracker.snapshot())?;
     let progress = Arc::new(Progress::new(options.verbosity, status.clone()));
     let ticker = progress::LogTicker::start(progress.clone());
     let context = Arc::new(Context {
@@ -136,19 +158,28 @@ pub async fn run(
         index_restore: (!options.no_index_restore).then_some(crate::indexes::SpecRules {
             ttl_without_expiry: options.ttl_without_expiry,
         }),
-        relaxed: std::sync::Mutex::new(Vec::new()),
+        tracker: tracker.clone(),
     });
     if options.no_index_restore {
         info!("--noIndexRestore: indexes are not built");
     }
-    copier::run(context.clone(), tasks, workers).await?;
+    let saver = Saver::start(tracker.clone(), save.clone());
+    let copied = copier::run(context, tasks, workers).await;
+    drop(saver);
     drop(ticker);
-    let relaxed_indexes = std::mem::take(
-        &mut *context
-            .relaxed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
+    copied?;
+    let state = tracker.snapshot();
+    save(&state)?;
+    let relaxed_indexes = state
+        .collections
+        .iter()
+        .flat_map(|c| {
+            let ns = Namespace::parse(&c.ns).unwrap_or_else(|_| Namespace::new("", &c.ns));
+            c.relaxed_indexes
+                .iter()
+                .map(move |name| crate::oplog::catchup::index_ref(&ns, name))
+        })
+        .collect();
 
     let (documents, bytes) = jobs
         .iter()
@@ -156,7 +187,7 @@ pub async fn run(
         .fold((0, 0), |(d, b), (jd, jb)| (d + jd, b + jb));
     let outcome = CopyOutcome {
         start_ts,
-        collections: jobs.len(),
+        collections: state.collections.len(),
         views: plan.iter().filter(|c| c.kind == "view").count(),
         documents,
         bytes,
@@ -176,18 +207,42 @@ pub async fn run(
     Ok(outcome)
 }
 
-/// One job per collection (views have no data), each with its ranges, queued largest first.
-async fn plan_tasks(
+/// Saves the copy's progress every [`resume::SAVE_INTERVAL`] while it changes, until dropped.
+struct Saver(tokio::task::JoinHandle<()>);
+
+impl Saver {
+    fn start(tracker: Arc<Tracker>, save: Save) -> Self {
+        Saver(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(resume::SAVE_INTERVAL);
+            loop {
+                interval.tick().await;
+                if tracker.take_changed() {
+                    if let Err(failure) = save(&tracker.snapshot()) {
+                        warn!("{}", failure.message);
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Saver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every collection of the plan (views have no data) with its `_id` ranges, largest first.
+async fn plan_ranges(
     source: &Connected,
     plan: &[SourceCollection],
     workers: usize,
-) -> (Vec<Arc<Job>>, VecDeque<Task>) {
-    let mut jobs = Vec::new();
-    let mut tasks = VecDeque::new();
+) -> Vec<CollectionState> {
+    let mut out = Vec::new();
     for c in plan.iter().filter(|c| c.kind == "collection") {
         // Capped collections keep insertion order; clustered ones have no separate `_id` index.
-        let splittable = !c.is_capped() && !c.is_clustered() && c.has_id_index();
-        let pieces = if splittable {
+        let by_id = !c.is_capped() && !c.is_clustered() && c.has_id_index();
+        let pieces = if by_id {
             ranges::range_count(c.documents, workers)
         } else {
             1
@@ -206,12 +261,62 @@ async fn plan_tasks(
                 vec![IdRange::default()]
             }
         };
-        let job = Arc::new(Job::new(c.ns.clone(), c.documents, c.bytes, &id_ranges));
-        tasks.extend(id_ranges.into_iter().map(|range| Task {
+        out.push(CollectionState {
+            ns: c.ns.to_string(),
+            documents: c.documents,
+            bytes: c.bytes,
+            by_id,
+            done: false,
+            relaxed_indexes: Vec::new(),
+            ranges: id_ranges.iter().map(resume::range_state).collect(),
+        });
+    }
+    out
+}
+
+/// The jobs of the collections not done yet, and their work: the ranges left, or the indexes
+/// of a collection whose documents are all in.
+fn tasks(state: &CopyState) -> Result<(Vec<Arc<Job>>, VecDeque<Task>)> {
+    let mut jobs = Vec::new();
+    let mut tasks = VecDeque::new();
+    for (index, c) in state
+        .collections
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.done)
+    {
+        let ns = Namespace::parse(&c.ns).map_err(|e| {
+            Failure::runtime(format!("the bookmark names a collection '{}'", c.ns))
+                .cause(e)
+                .hint(
+                    "restore the bookmark file, or pass --forceDump --drop to start the copy over",
+                )
+        })?;
+        let id_ranges = c
+            .ranges
+            .iter()
+            .map(resume::range_from)
+            .collect::<Result<Vec<_>>>()?;
+        let left: Vec<usize> = (0..c.ranges.len()).filter(|r| !c.ranges[*r].done).collect();
+        let job = Arc::new(Job::new(
+            index,
+            ns,
+            (c.documents, c.bytes),
+            c.by_id,
+            &id_ranges,
+            left.len(),
+        ));
+        if left.is_empty() {
+            tasks.push_back(Task {
+                job: job.clone(),
+                range: None,
+            });
+        }
+        tasks.extend(left.into_iter().map(|r| Task {
             job: job.clone(),
-            range,
+            range: Some((r, id_ranges[r].clone())),
         }));
         jobs.push(job);
     }
-    (jobs, tasks)
+    Ok((jobs, tasks))
 }

@@ -42,6 +42,32 @@ impl IdRange {
         self.min.is_none() && self.max.is_none()
     }
 
+    /// The `find` filter and options that read this range from `after` (inclusive) on, or all
+    /// of it; in `_id` order when `by_id` (a whole range is otherwise read in natural order).
+    pub fn query_from(
+        &self,
+        after: Option<&Bson>,
+        by_id: bool,
+        options: &mut FindOptions,
+    ) -> Document {
+        let resumed;
+        let range = match after {
+            Some(after) => {
+                resumed = IdRange {
+                    min: Some(after.clone()),
+                    max: self.max.clone(),
+                    by_filter: self.by_filter,
+                };
+                &resumed
+            }
+            None => self,
+        };
+        if range.is_whole() && by_id {
+            options.hint = Some(Hint::Keys(doc! { "_id": 1 }));
+        }
+        range.query(options)
+    }
+
     /// The `find` filter and options that read exactly this range.
     pub fn query(&self, options: &mut FindOptions) -> Document {
         if self.is_whole() {
@@ -208,6 +234,30 @@ mod tests {
         let b = boundaries(&ids(&[1, 2, 2, 2, 2, 2, 2, 3]), 4).unwrap();
         assert_eq!(b, vec![Bson::Int32(2)]);
         assert!(boundaries(&[], 4).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_range_resumes_from_its_last_id() {
+        let range = IdRange {
+            min: Some(Bson::Int32(10)),
+            max: Some(Bson::Int32(20)),
+            by_filter: true,
+        };
+        let mut options = FindOptions::default();
+        let filter = range.query_from(Some(&Bson::Int32(15)), true, &mut options);
+        assert_eq!(filter, doc! { "_id": { "$gte": 15, "$lt": 20 } });
+        let mut options = FindOptions::default();
+        let filter = IdRange::default().query_from(Some(&Bson::Int32(7)), true, &mut options);
+        assert_eq!(filter, doc! {});
+        assert_eq!(options.min, Some(doc! { "_id": 7 }));
+        assert!(options.hint.is_some(), "index bounds need the hint");
+        // A whole collection is read in _id order when it can resume, in natural order when not.
+        let mut options = FindOptions::default();
+        IdRange::default().query_from(None, true, &mut options);
+        assert!(options.hint.is_some());
+        let mut options = FindOptions::default();
+        IdRange::default().query_from(None, false, &mut options);
+        assert!(options.hint.is_none());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Documents already present come from a re-run over kept collections, from a source document
 //! read twice while it moved, or (for the oplog stage) from inserts replayed over the copy.
 
-use mongodb::bson::{doc, Bson, RawDocument, RawDocumentBuf};
+use mongodb::bson::raw::{RawArrayBuf, RawBsonRef};
+use mongodb::bson::{rawdoc, RawDocument, RawDocumentBuf};
 use mongodb::error::{ErrorKind, InsertManyError};
 use mongodb::Collection;
 use tracing::debug;
@@ -15,6 +16,8 @@ use crate::error::Failure;
 
 /// The server's duplicate key error code.
 const DUPLICATE_KEY: i32 = 11000;
+/// Soft byte limit of one `update` command of replacements (the server takes 16 MiB).
+const REPLACE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Inserts `documents` (unordered, bypassing validation) into `collection`, replacing by `_id`
 /// those whose `_id` is already there. `ns` names the collection in errors; a transient error
@@ -62,6 +65,7 @@ async fn replace_duplicates(
             other.code, other.message
         ))));
     }
+    let mut duplicates = Vec::with_capacity(errors.len());
     for e in errors {
         let document = documents.get(e.index).copied().ok_or_else(|| {
             CopyError::fatal(failed().cause(format!(
@@ -70,33 +74,74 @@ async fn replace_duplicates(
                 documents.len()
             )))
         })?;
-        let id = document
-            .get("_id")
-            .ok()
-            .flatten()
-            .and_then(|id| Bson::try_from(id).ok())
-            .ok_or_else(|| {
-                CopyError::fatal(failed().cause(format!(
-                    "duplicate key on a document without a valid _id: {}",
-                    e.message
-                )))
-            })?;
-        collection
-            .replace_one(doc! { "_id": id }, document)
-            .upsert(true)
-            .bypass_document_validation(true)
-            .await
-            .map_err(|err| {
-                let failure = failed()
-                    .cause("a duplicate key could not be resolved by replacing the document by _id")
-                    .hint("the destination collection has a unique index the source data violates; drop it, or rerun with --drop");
-                CopyError::driver(failure, err)
-            })?;
+        duplicates.push(document);
     }
+    replace_all(collection, ns, &duplicates).await?;
     debug!(
         "replaced {} documents of {ns} that were already on the destination",
-        errors.len()
+        duplicates.len()
     );
+    Ok(())
+}
+
+/// Replaces documents by `_id` (with upsert), in `update` commands of many statements: a
+/// resumed copy meets every document it had copied since its last saved position.
+async fn replace_all(
+    collection: &Collection<&RawDocument>,
+    ns: &Namespace,
+    documents: &[&RawDocument],
+) -> Result<(), CopyError> {
+    let failed = || {
+        insert_failed(ns)
+            .cause("a duplicate key could not be resolved by replacing the document by _id")
+            .hint("the destination collection has a unique index the source data violates; drop it, or rerun with --drop")
+    };
+    let mut start = 0;
+    while start < documents.len() {
+        let mut updates = RawArrayBuf::new();
+        let mut bytes = 0;
+        let mut end = start;
+        while end < documents.len() && (end == start || bytes + documents[end].as_bytes().len() < REPLACE_BYTES) {
+            let document = documents[end];
+            let id = document.get("_id").ok().flatten().ok_or_else(|| {
+                CopyError::fatal(failed().cause("a duplicate key on a document without an _id"))
+            })?;
+            let mut q = RawDocumentBuf::new();
+            q.append_ref("_id", id);
+            let mut statement = RawDocumentBuf::new();
+            statement.append("q", q);
+            statement.append_ref("u", RawBsonRef::Document(document));
+            statement.append("upsert", true);
+            updates.push(statement);
+            bytes += document.as_bytes().len();
+            end += 1;
+        }
+        let mut command = RawDocumentBuf::new();
+        command.append("update", collection.name());
+        command.append("updates", updates);
+        command.append("ordered", false);
+        command.append("bypassDocumentValidation", true);
+        command.append("writeConcern", rawdoc! { "w": "majority" });
+        let reply = collection
+            .client()
+            .database(&ns.db)
+            .run_raw_command(command)
+            .await
+            .map_err(|err| CopyError::driver(failed(), err))?;
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            let first = errors
+                .iter()
+                .next()
+                .and_then(|e| e.as_document().cloned())
+                .unwrap_or_default();
+            return Err(CopyError::fatal(failed().cause(format!(
+                "{} documents were refused; the first: {}",
+                errors.len(),
+                first.get_str("errmsg").unwrap_or("write error")
+            ))));
+        }
+        start = end;
+    }
     Ok(())
 }
 

@@ -26,6 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use futures::future::try_join_all;
+use futures::TryStreamExt;
 use mongodb::bson::raw::{RawBsonRef, RawDocument};
 use mongodb::bson::{doc, Document, RawDocumentBuf, Timestamp};
 use mongodb::Client;
@@ -191,21 +192,26 @@ impl From<ApplyError> for Failure {
         if let ApplyError::Checkpoint(failure) = e {
             return *failure;
         }
-        let hint = match &e {
+        let hint: Option<String> = match &e {
             ApplyError::TxnIncomplete { .. } | ApplyError::RenameIntoFilter { .. } => {
-                Some("rerun with --forceDump to copy the source again")
+                Some("rerun with --forceDump to copy the source again".into())
             }
             ApplyError::TxnTooLarge { .. } => {
-                Some("a transaction larger than the buffer is open on the source; rerun when it has committed")
+                Some("a transaction larger than the buffer is open on the source; rerun when it has committed".into())
             }
             ApplyError::FcvChanged { .. } => {
-                Some("finish the FCV change on the source (and the destination), then rerun with --forceDump")
+                Some("finish the FCV change on the source (and the destination), then rerun with --forceDump".into())
             }
             ApplyError::UniqueConflict { .. } | ApplyError::UniqueIndex { .. } => {
-                Some("something other than mongomirror wrote to the destination: compare the document on both sides, then start over with --forceDump --drop")
+                Some("something other than mongomirror wrote to the destination: compare the document on both sides, then start over with --forceDump --drop".into())
+            }
+            ApplyError::Destination { source, .. } | ApplyError::Source { source, .. }
+                if crate::error::is_transient(source) =>
+            {
+                Some(crate::retry::outage_hint())
             }
             ApplyError::TooManyConflicts { .. } => {
-                Some("unique values moved between a great many documents during the copy: rerun with --forceDump --drop when the source is quieter")
+                Some("unique values moved between a great many documents during the copy: rerun with --forceDump --drop when the source is quieter".into())
             }
             _ => None,
         };
@@ -949,19 +955,17 @@ async fn ns_info(client: &Client, ns: &Namespace) -> Result<NsInfo, ApplyError> 
     if info.ordered || spec.get_str("type").unwrap_or("collection") != "collection" {
         return Ok(info);
     }
-    let mut cursor = db
-        .collection::<Document>(&ns.coll)
-        .list_indexes()
+    let coll = db.collection::<Document>(&ns.coll);
+    let indexes: Vec<mongodb::IndexModel> =
+        crate::retry::transient(&format!("listing the indexes of {ns}"), || async {
+            coll.list_indexes().await?.try_collect().await
+        })
         .await
         .map_err(failed)?;
-    while cursor.advance().await.map_err(failed)? {
-        let index = cursor.deserialize_current().map_err(failed)?;
+    info.ordered = indexes.iter().any(|index| {
         let unique = index.options.as_ref().and_then(|o| o.unique) == Some(true);
-        if unique && !index.keys.keys().eq(["_id"]) {
-            info.ordered = true;
-            break;
-        }
-    }
+        unique && !index.keys.keys().eq(["_id"])
+    });
     Ok(info)
 }
 

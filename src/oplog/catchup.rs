@@ -23,6 +23,7 @@
 //! After catch-up, a duplicate key is a real divergence and stops the run.
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 
 use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 use mongodb::Client;
@@ -167,17 +168,20 @@ impl CatchingUp {
         let waiting = std::mem::take(&mut self.conflicts);
         let count = waiting.len();
         for (_, conflict) in waiting.docs {
-            let current = self
+            let coll = self
                 .source
                 .database(&conflict.ns.db)
-                .collection::<Document>(&conflict.ns.coll)
-                .find_one(doc! { "_id": conflict.id.clone() })
-                .await
-                .map_err(|e| ApplyError::Source {
-                    what: "read of a conflicting document".into(),
-                    ns: conflict.ns.to_string(),
-                    source: Box::new(e),
-                })?;
+                .collection::<Document>(&conflict.ns.coll);
+            let filter = doc! { "_id": conflict.id.clone() };
+            let what = format!("reading {} on the source", conflict.ns);
+            let current =
+                crate::retry::transient(&what, || coll.find_one(filter.clone()).into_future())
+                    .await
+                    .map_err(|e| ApplyError::Source {
+                        what: "read of a conflicting document".into(),
+                        ns: conflict.ns.to_string(),
+                        source: Box::new(e),
+                    })?;
             if let Some(still) = write_current(destination, &conflict, current).await? {
                 self.conflicts.add(still)?;
             }

@@ -5,22 +5,13 @@
 //! `_id`, `$set`/`$unset`, DDL whose "already done" errors are accepted), so a command that failed
 //! on a dropped connection or a stepping-down primary is simply sent again.
 
-use std::time::Duration;
-
 use mongodb::bson::{rawdoc, Bson, Document, RawDocumentBuf};
+use mongodb::error::Error;
 use mongodb::Client;
-use tracing::warn;
 
 use super::apply::ApplyError;
 use crate::error::{is_transient, is_transient_code};
-use mongodb::error::Error;
-
-/// How often a command that fails transiently is tried before the failure is reported.
-const ATTEMPTS: u32 = 8;
-/// The first pause between attempts; it doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest pause between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(3);
+use crate::retry::Outage;
 
 /// The `writeConcern` every replayed write carries. `run_command` does not apply the client's
 /// default write concern, so it is spelled out.
@@ -28,38 +19,38 @@ pub(super) fn majority() -> RawDocumentBuf {
     rawdoc! { "w": "majority" }
 }
 
-/// Runs `command` on database `db`, retrying transient failures, and returns the reply.
-/// `what` names the operation in errors ("update of app.users").
+/// Runs `command` on database `db`, waiting out transient failures ([`crate::retry`]), and
+/// returns the reply. `what` names the operation in errors ("update of app.users").
 pub(super) async fn run(
     client: &Client,
     db: &str,
     command: RawDocumentBuf,
     what: &str,
 ) -> Result<Document, Error> {
-    let mut backoff = FIRST_BACKOFF;
-    let mut attempt = 1;
+    let mut outage: Option<Outage> = None;
     loop {
         let reply = client.database(db).run_raw_command(command.clone()).await;
-        let reason = match reply {
+        let (reason, failed) = match reply {
             Ok(reply) => match write_concern_error(&reply) {
-                Some(ConcernError(code, message))
-                    if attempt < ATTEMPTS && is_transient_code(code) =>
-                {
-                    format!("write concern error {code}: {message}")
+                Some(ConcernError(code, message)) if is_transient_code(code) => {
+                    let reason = format!("write concern error {code}: {message}");
+                    let failed = Error::custom(reason.clone());
+                    (reason, failed)
                 }
-                _ => return Ok(reply),
+                _ => {
+                    if let Some(o) = outage {
+                        o.over(what);
+                    }
+                    return Ok(reply);
+                }
             },
-            Err(e) if attempt < ATTEMPTS && is_transient(&e) => crate::error::brief(&e),
+            Err(e) if is_transient(&e) => (crate::error::brief(&e), e),
             Err(e) => return Err(e),
         };
-        warn!(
-            error = %reason,
-            attempt,
-            "Recoverable error on the destination: {what} failed ({reason}); retrying in {backoff:?} (attempt {attempt} of {ATTEMPTS})"
-        );
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-        attempt += 1;
+        let o = outage.get_or_insert_with(Outage::begin);
+        if !o.wait(what, &reason).await {
+            return Err(failed);
+        }
     }
 }
 

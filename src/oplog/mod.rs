@@ -11,6 +11,8 @@
 //! servers synthesize: the newest entry by `$natural` order is the last write, and the oldest one
 //! tells whether a resume point is still held.
 
+use std::future::IntoFuture;
+
 use mongodb::bson::{doc, Document, Timestamp};
 use mongodb::Client;
 
@@ -34,20 +36,22 @@ pub const OPLOG_COLL: &str = "oplog.rs";
 /// starting point that a failover could roll back is never chosen.
 async fn edge_timestamp(client: &Client, newest: bool) -> Result<Timestamp> {
     let which = if newest { "latest" } else { "oldest" };
-    let entry = client
-        .database(OPLOG_DB)
-        .collection::<Document>(OPLOG_COLL)
-        .find_one(doc! {})
-        .sort(doc! { "$natural": if newest { -1 } else { 1 } })
-        .projection(doc! { "ts": 1 })
-        .await
-        .map_err(|e| {
-            Failure::runtime(format!(
-                "Could not retrieve the {which} oplog entry from the source"
-            ))
-            .cause(e)
-            .hint("the source user needs read access to local.oplog.rs (the backup role has it)")
-        })?;
+    let oplog = client.database(OPLOG_DB).collection::<Document>(OPLOG_COLL);
+    let entry = crate::retry::transient(&format!("reading the {which} source oplog entry"), || {
+        oplog
+            .find_one(doc! {})
+            .sort(doc! { "$natural": if newest { -1 } else { 1 } })
+            .projection(doc! { "ts": 1 })
+            .into_future()
+    })
+    .await
+    .map_err(|e| {
+        Failure::runtime(format!(
+            "Could not retrieve the {which} oplog entry from the source"
+        ))
+        .cause(e)
+        .hint("the source user needs read access to local.oplog.rs (the backup role has it)")
+    })?;
     let entry = entry.ok_or_else(|| {
         Failure::runtime(format!(
             "Could not retrieve the {which} oplog entry from the source: not found"

@@ -634,7 +634,7 @@ async fn documents_already_on_the_destination_are_replaced_by_id() {
 }
 
 #[tokio::test]
-async fn transient_errors_start_a_range_over() {
+async fn transient_errors_are_waited_out_and_the_range_goes_on() {
     if skip_on_real_deployment("arms fail points") {
         return;
     }
@@ -660,7 +660,7 @@ async fn transient_errors_start_a_range_over() {
     let out = initial_sync(&pair, &[]).await;
     assert!(
         out.stderr
-            .contains("Recoverable error while copying flaky.c"),
+            .contains("Recoverable error: copying flaky.c failed"),
         "{out}"
     );
     assert!(out.stderr.contains("flaky.c  10000/10000"), "{out}");
