@@ -101,7 +101,9 @@ async fn replace_all(
         let mut updates = RawArrayBuf::new();
         let mut bytes = 0;
         let mut end = start;
-        while end < documents.len() && (end == start || bytes + documents[end].as_bytes().len() < REPLACE_BYTES) {
+        while end < documents.len()
+            && (end == start || bytes + documents[end].as_bytes().len() < REPLACE_BYTES)
+        {
             let document = documents[end];
             let id = document.get("_id").ok().flatten().ok_or_else(|| {
                 CopyError::fatal(failed().cause("a duplicate key on a document without an _id"))

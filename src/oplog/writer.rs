@@ -29,6 +29,7 @@
 //! becomes a replacement with upsert, as the oplog's idempotency rules prescribe.
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 
 use mongodb::bson::raw::{RawArrayBuf, RawBsonRef, RawDocument};
 use mongodb::bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
@@ -428,30 +429,47 @@ async fn prefetch<'o, 'a>(
                 ns: ns.to_string(),
                 source: Box::new(e),
             };
-            let mut find = coll.find(doc! { "_id": { "$in": values } });
-            if collated(ns) {
-                find = find.collation(simple_collation());
-            }
-            let mut cursor = find.await.map_err(failed)?;
+            let filter = doc! { "_id": { "$in": values } };
+            // Streams the documents, keeping those that fit the budget; a transient failure
+            // reads the chunk again from the start. Documents past the budget are only noted
+            // as present and read again when their update comes up.
+            let what = format!("reading {ns} on the destination");
+            let (read, left) = crate::retry::transient(&what, || async {
+                let mut find = coll.find(filter.clone());
+                if collated(ns) {
+                    find = find.collation(simple_collation());
+                }
+                let mut cursor = find.await?;
+                let mut left = budget;
+                let mut read: Vec<(Vec<u8>, Option<RawDocumentBuf>)> = Vec::new();
+                while cursor.advance().await? {
+                    let raw = cursor.current();
+                    let Ok(Some(id)) = raw.get("_id") else {
+                        continue;
+                    };
+                    let len = raw.as_bytes().len();
+                    let kept = (len <= left).then(|| raw.to_raw_document_buf());
+                    if kept.is_some() {
+                        left -= len;
+                    }
+                    read.push((id::key(id), kept));
+                }
+                Ok((read, left))
+            })
+            .await
+            .map_err(failed)?;
+            budget = left;
             let mut found = std::collections::HashSet::new();
-            while cursor.advance().await.map_err(failed)? {
-                let raw = cursor.current();
-                let Some(id) = raw
-                    .get("_id")
-                    .map_err(|e| bad_document(&ops[chunk[0].0], e))?
-                else {
-                    continue;
-                };
-                let key = id::key(id);
+            for (key, raw) in read {
                 let Some((_, k)) = chunk.iter().find(|(_, k)| *k == key.as_slice()) else {
                     continue;
                 };
                 found.insert(*k);
-                if budget < raw.as_bytes().len() {
+                let Some(raw) = raw else {
                     continue; // left Unknown: read again when its update comes up
-                }
-                budget -= raw.as_bytes().len();
-                let doc = Document::try_from(raw).map_err(|e| bad_document(&ops[chunk[0].0], e))?;
+                };
+                let doc = Document::try_from(raw.as_ref() as &RawDocument)
+                    .map_err(|e| bad_document(&ops[chunk[0].0], e))?;
                 tracks.insert((ns, k), Track::new(State::Owned(doc)));
             }
             for (_, k) in chunk.iter().filter(|(_, k)| !found.contains(k)) {
@@ -822,11 +840,16 @@ impl<'c> Sender<'c> {
             .client
             .database(&self.ns.db)
             .collection::<Document>(&self.ns.coll);
-        let mut find = coll.find_one(doc! { "_id": id });
-        if self.collated {
-            find = find.collation(simple_collation());
-        }
-        let current = find.await.map_err(|e| ApplyError::Destination {
+        let what = format!("reading {} on the destination", self.ns);
+        let current = crate::retry::transient(&what, || {
+            let mut find = coll.find_one(doc! { "_id": id.clone() });
+            if self.collated {
+                find = find.collation(simple_collation());
+            }
+            find.into_future()
+        })
+        .await
+        .map_err(|e| ApplyError::Destination {
             what: "read".into(),
             ns: self.ns.to_string(),
             source: Box::new(e),
