@@ -247,7 +247,7 @@ pub fn save(path: &Path, bookmark: &Bookmark) -> Result<()> {
             path.display()
         ))
         .cause(e)
-        .hint("check that the bookmark's directory exists and is writable (--bookmarkFile)")
+        .hint("check that the bookmark's directory exists, is writable and has free space (--bookmarkFile); the run resumes from the last bookmark saved")
     };
     let mut text = serde_json::to_string_pretty(bookmark)
         .map_err(|e| Failure::runtime("cannot encode the bookmark").cause(e))?;

@@ -4,6 +4,7 @@
 //! that is not trusted, a wrong password, a replica set name that does not match, or a source
 //! that is not a replica set at all each get their own message and hint.
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
@@ -241,13 +242,17 @@ pub async fn connect_source(endpoint: &Endpoint) -> Result<Connected> {
     options.read_concern = Some(ReadConcern::majority());
     let connected = connect_with(endpoint, options.clone()).await?;
     check_replica_set(endpoint, &connected.hello)?;
-    let probe = connected
+    let oplog = connected
         .client
         .database("local")
-        .collection::<Document>("oplog.rs")
-        .find_one(doc! {})
-        .projection(doc! { "ts": 1 })
-        .await;
+        .collection::<Document>("oplog.rs");
+    let probe = crate::retry::transient("reading the source oplog", || {
+        oplog
+            .find_one(doc! {})
+            .projection(doc! { "ts": 1 })
+            .into_future()
+    })
+    .await;
     match probe {
         Err(e) if server_code(&e) == Some(READ_CONCERN_MAJORITY_NOT_ENABLED) => {
             warn!("the source does not support majority reads (enableMajorityReadConcern is false): reading it with local read concern, so writes that a failover rolls back on the source can reach the destination");

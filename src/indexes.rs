@@ -50,7 +50,7 @@ pub async fn source_specs(
 }
 
 /// The index specs of a collection on one side; none if the collection does not exist.
-async fn list_indexes(client: &Client, ns: &Namespace, side: &str) -> Result<Vec<Document>> {
+pub async fn list_indexes(client: &Client, ns: &Namespace, side: &str) -> Result<Vec<Document>> {
     let listed: mongodb::error::Result<Vec<Document>> =
         crate::retry::transient(&format!("listing the indexes of {ns}"), || async {
             client

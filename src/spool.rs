@@ -390,6 +390,25 @@ mod tests {
         assert!(spool.pop(10, 1000).unwrap().is_empty());
     }
 
+    /// A full disk (the first segment file is `/dev/full`) is an error of the push that
+    /// spills, naming the file and the reason; never a silent loss of entries.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_is_an_error_never_a_silent_skip() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::create(dir.path()).unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("oplog-00000000.bson.zst"))
+            .unwrap();
+        let failed = (0..3000)
+            .map(|i| spool.push(entry(i, 40_000)))
+            .find_map(Result::err)
+            .expect("spilling to a full disk fails");
+        let text = format!("{failed:?}");
+        assert!(text.contains("oplog-00000000.bson.zst"), "{text}");
+        assert!(text.contains("No space left on device"), "{text}");
+        assert!(text.contains("free disk space"), "{text}");
+    }
+
     #[test]
     fn stale_segments_are_removed_and_others_kept() {
         let dir = tempfile::tempdir().unwrap();

@@ -109,21 +109,28 @@ pub async fn split(
     if pieces <= 1 {
         return Ok(vec![IdRange::default()]);
     }
-    let sample: Vec<RawDocumentBuf> = collection
-        .clone_with_type::<RawDocumentBuf>()
-        .aggregate([
-            doc! { "$sample": { "size": (pieces as u64 * SAMPLES_PER_RANGE) as i64 } },
-            doc! { "$project": { "_id": 1 } },
-            doc! { "$sort": { "_id": 1 } },
-        ])
-        .with_type::<RawDocumentBuf>()
-        .await?
-        .try_collect()
-        .await?;
-    let by_filter = filter_exact(
-        edge_id(collection, 1).await?.as_ref(),
-        edge_id(collection, -1).await?.as_ref(),
-    );
+    // Planning waits out a failover like the copy does: one reader for a whole collection
+    // would cost far more than the wait.
+    let what = format!("splitting {} into _id ranges", collection.namespace());
+    let (sample, by_filter) = crate::retry::transient(&what, || async {
+        let sample: Vec<RawDocumentBuf> = collection
+            .clone_with_type::<RawDocumentBuf>()
+            .aggregate([
+                doc! { "$sample": { "size": (pieces as u64 * SAMPLES_PER_RANGE) as i64 } },
+                doc! { "$project": { "_id": 1 } },
+                doc! { "$sort": { "_id": 1 } },
+            ])
+            .with_type::<RawDocumentBuf>()
+            .await?
+            .try_collect()
+            .await?;
+        let by_filter = filter_exact(
+            edge_id(collection, 1).await?.as_ref(),
+            edge_id(collection, -1).await?.as_ref(),
+        );
+        Ok((sample, by_filter))
+    })
+    .await?;
     Ok(ranges_between(boundaries(&sample, pieces)?, by_filter))
 }
 

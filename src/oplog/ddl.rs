@@ -6,6 +6,8 @@
 //! writes to `system.views` and are replayed as `create`/`collMod`/`drop` of the view, because
 //! servers refuse direct writes to `system.views`.
 
+use std::future::IntoFuture;
+
 use mongodb::bson::raw::{RawBsonRef, RawDocument};
 use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 use mongodb::Client;
@@ -337,10 +339,11 @@ async fn drop_database(
 ) -> Result<(), ApplyError> {
     let database = client.database(db);
     let ns = Namespace::new(db, "$cmd");
-    let names = database
-        .list_collection_names()
-        .await
-        .map_err(|e| destination("listing of collections", &ns, e))?;
+    let names = crate::retry::transient(&format!("listing the collections of {db}"), || {
+        database.list_collection_names().into_future()
+    })
+    .await
+    .map_err(|e| destination("listing of collections", &ns, e))?;
     let user: Vec<Namespace> = names
         .into_iter()
         .filter(|n| !n.starts_with("system."))

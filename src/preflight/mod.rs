@@ -12,10 +12,11 @@ pub use checks::{
     ttl_restore_commands, IndexInfo, Problem, Version,
 };
 
-use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use mongodb::Client;
 use tracing::{info, warn};
+
+use std::future::IntoFuture;
 
 use crate::catalog::SourceCollection;
 use crate::cli::{Options, Side};
@@ -34,32 +35,24 @@ pub async fn fcv(client: &Client) -> Option<String> {
 }
 
 async fn connection_status(client: &Client) -> Result<Document> {
-    client
-        .database("admin")
-        .run_command(doc! { "connectionStatus": 1, "showPrivileges": true })
-        .await
-        .map_err(|e| {
-            Failure::runtime("cannot read which privileges the user has: connectionStatus failed")
-                .cause(e)
-        })
+    let admin = client.database("admin");
+    crate::retry::transient("reading the user's privileges", || {
+        admin
+            .run_command(doc! { "connectionStatus": 1, "showPrivileges": true })
+            .into_future()
+    })
+    .await
+    .map_err(|e| {
+        Failure::runtime("cannot read which privileges the user has: connectionStatus failed")
+            .cause(e)
+    })
 }
 
 /// The index specs of every collection in the plan.
 pub async fn source_indexes(source: &Client, plan: &[SourceCollection]) -> Result<Vec<IndexInfo>> {
     let mut out = Vec::new();
     for c in plan.iter().filter(|c| c.kind == "collection") {
-        let specs: Vec<Document> = source
-            .database(&c.ns.db)
-            .collection::<Document>(&c.ns.coll)
-            .list_indexes()
-            .await
-            .map_err(|e| Failure::runtime(format!("cannot list the indexes of {}", c.ns)).cause(e))?
-            .with_type::<Document>()
-            .try_collect()
-            .await
-            .map_err(|e| {
-                Failure::runtime(format!("cannot list the indexes of {}", c.ns)).cause(e)
-            })?;
+        let specs = crate::indexes::list_indexes(source, &c.ns, "source").await?;
         out.extend(specs.into_iter().map(|spec| IndexInfo {
             ns: c.ns.clone(),
             spec,

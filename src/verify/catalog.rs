@@ -10,14 +10,13 @@
 
 use std::collections::BTreeMap;
 
-use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::Client;
 
 use super::report::Expected;
 use crate::catalog::SourceCollection;
 use crate::cli::Namespace;
-use crate::error::{Failure, Result};
+use crate::error::Result;
 
 /// What the migration's flags change on purpose.
 #[derive(Debug, Clone, Copy, Default)]
@@ -141,18 +140,7 @@ async fn indexes(
     ns: &Namespace,
     side: &str,
 ) -> Result<BTreeMap<String, Document>> {
-    let listed: mongodb::error::Result<Vec<Document>> = async {
-        client
-            .database(&ns.db)
-            .run_cursor_command(doc! { "listIndexes": &ns.coll })
-            .await?
-            .try_collect()
-            .await
-    }
-    .await;
-    let specs = listed.map_err(|e| {
-        Failure::runtime(format!("cannot list the indexes of {ns} on the {side}")).cause(e)
-    })?;
+    let specs = crate::indexes::list_indexes(client, ns, side).await?;
     Ok(specs
         .into_iter()
         .map(|spec| {

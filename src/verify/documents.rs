@@ -25,8 +25,9 @@ use tokio::sync::mpsc;
 use super::report::{Counts, DocumentDifference};
 use crate::copy::progress::CollectionProgress;
 use crate::copy::ranges::IdRange;
-use crate::error::{Failure, Result};
+use crate::error::{brief, is_transient, Failure, Result};
 use crate::order;
+use crate::retry::Outage;
 
 /// Raw batches read ahead per side of a range.
 const READ_AHEAD: usize = 1;
@@ -219,13 +220,12 @@ async fn by_key(
         ))
         .cause(e)
     };
-    let found: Vec<RawDocumentBuf> = collection
-        .find(filter)
-        .await
-        .map_err(failed)?
-        .try_collect()
-        .await
-        .map_err(failed)?;
+    let what = format!("reading {} on the {side}", collection.namespace());
+    let found: Vec<RawDocumentBuf> = crate::retry::transient(&what, || async {
+        collection.find(filter.clone()).await?.try_collect().await
+    })
+    .await
+    .map_err(failed)?;
     Ok(found
         .into_iter()
         .filter_map(|d| {
@@ -273,7 +273,7 @@ fn id_of(doc: &RawDocument) -> Result<RawBsonRef<'_>> {
 /// One side of a range: a reader task (stopped when the side is dropped) and the batch being
 /// merged.
 struct Side {
-    rx: mpsc::Receiver<Result<RawBatch>>,
+    rx: mpsc::Receiver<Result<(RawBatch, usize)>>,
     reader: tokio::task::JoinHandle<()>,
     batch: Option<RawBatch>,
     docs: Vec<Range<usize>>,
@@ -288,18 +288,11 @@ impl Side {
         reading: Reading,
         side: &'static str,
     ) -> Side {
-        let mut options = FindOptions::default();
-        let filter = range.query(&mut options);
-        options.sort = Some(doc! { "_id": 1 });
-        options.batch_size = Some(reading.batch);
-        options.no_cursor_timeout = Some(true);
-        if reading.collated {
-            options.collation = Some(Collation::builder().locale("simple").build());
-            options.allow_disk_use = Some(true);
-        }
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let collection = collection.clone();
+        let range = range.clone();
         let reader = tokio::spawn(async move {
+            let what = format!("reading {} on the {side}", collection.namespace());
             let failed = |e| {
                 Failure::runtime(format!(
                     "cannot read {} on the {side}",
@@ -307,28 +300,22 @@ impl Side {
                 ))
                 .cause(e)
             };
-            let cursor = collection
-                .clone_with_type::<Document>()
-                .find(filter)
-                .with_options(options)
-                .batch()
-                .await;
-            let mut cursor = match cursor {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = tx.send(Err(failed(e))).await;
-                    return;
-                }
-            };
+            let mut sent = Sent::default();
+            let mut outage: Option<Outage> = None;
             loop {
-                let next = cursor.try_next().await.map_err(failed);
-                let end = matches!(next, Ok(None));
-                let item = match next {
-                    Ok(Some(batch)) => Ok(batch),
-                    Ok(None) => return,
-                    Err(e) => Err(e),
+                let read = stream(&collection, &range, reading, &tx, &mut sent, &mut outage).await;
+                let error = match read {
+                    Ok(()) => return,
+                    Err(e) if is_transient(&e) => e,
+                    Err(e) => {
+                        let _ = tx.send(Err(failed(e))).await;
+                        return;
+                    }
                 };
-                if end || tx.send(item).await.is_err() {
+                let o = outage.get_or_insert_with(Outage::begin);
+                if !o.wait(&what, &brief(&error)).await {
+                    let failure = failed(error).hint(crate::retry::outage_hint());
+                    let _ = tx.send(Err(failure)).await;
                     return;
                 }
             }
@@ -348,7 +335,11 @@ impl Side {
         while !self.done && self.next >= self.docs.len() {
             match self.rx.recv().await {
                 None => self.done = true,
-                Some(batch) => self.load(batch?)?,
+                Some(read) => {
+                    let (batch, skip) = read?;
+                    self.load(batch)?;
+                    self.next = skip;
+                }
             }
         }
         Ok(())
@@ -386,6 +377,82 @@ impl Side {
     fn advance(&mut self) {
         self.next += 1;
     }
+}
+
+/// How far a reader got: the `_id` of the last document sent, and how many were sent.
+#[derive(Default)]
+struct Sent {
+    last: Option<(Bson, Vec<u8>)>,
+    documents: usize,
+}
+
+/// Sends the batches of `range`, with how many documents at the front of each to skip, from
+/// where `sent` says on; `Ok` at the end of the range or once the receiver is gone.
+///
+/// After a failure the range is read again from the last `_id` sent (inclusive, so that one is
+/// skipped). A collated collection is read in simple-collation order, which its `_id` index
+/// cannot bound; it is read again from the start, skipping what was sent.
+async fn stream(
+    collection: &Collection<RawDocumentBuf>,
+    range: &IdRange,
+    reading: Reading,
+    tx: &mpsc::Sender<Result<(RawBatch, usize)>>,
+    sent: &mut Sent,
+    outage: &mut Option<Outage>,
+) -> mongodb::error::Result<()> {
+    let mut options = FindOptions::default();
+    let (filter, mut skip) = match &sent.last {
+        Some((id, _)) if !reading.collated => (range.query_from(Some(id), true, &mut options), 0),
+        _ => (range.query(&mut options), sent.documents),
+    };
+    let mut skip_last = !reading.collated && sent.last.is_some();
+    options.sort = Some(doc! { "_id": 1 });
+    options.batch_size = Some(reading.batch);
+    options.no_cursor_timeout = Some(true);
+    if reading.collated {
+        options.collation = Some(Collation::builder().locale("simple").build());
+        options.allow_disk_use = Some(true);
+    }
+    let mut cursor = collection
+        .clone_with_type::<Document>()
+        .find(filter)
+        .with_options(options)
+        .batch()
+        .await?;
+    while let Some(batch) = cursor.try_next().await? {
+        if let Some(o) = outage.take() {
+            o.over(&format!("reading {}", collection.namespace()));
+        }
+        let ids: Vec<RawBsonRef<'_>> = batch
+            .doc_slices()
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.ok()?.as_document()?.get("_id").ok().flatten())
+            .collect();
+        let mut front = skip.min(ids.len());
+        skip -= front;
+        if std::mem::take(&mut skip_last) {
+            let again = ids
+                .first()
+                .zip(sent.last.as_ref())
+                .is_some_and(|(id, (_, key))| order::key(*id) == *key);
+            front = usize::from(again);
+        }
+        if let Some(id) = ids.last() {
+            if let Ok(owned) = Bson::try_from(id.to_raw_bson()) {
+                sent.last = Some((owned, order::key(*id)));
+            }
+        }
+        sent.documents += ids.len() - front;
+        if front == ids.len() {
+            continue;
+        }
+        if tx.send(Ok((batch, front))).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Side {

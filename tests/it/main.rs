@@ -8,6 +8,7 @@ mod connect;
 mod copy;
 mod crash;
 mod cutover;
+mod faults;
 mod harness_selftest;
 mod oplog_apply;
 mod oplog_sync;
