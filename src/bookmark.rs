@@ -105,6 +105,11 @@ pub struct CatchUp {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CopyState {
+    /// The namespaces of the plans that passed preflight, saved before anything is written to
+    /// the destination: there, they are this migration's own. A copy resumed after a kill in
+    /// the middle of the catalog creation removes the ones it finds instead of refusing them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
     /// Every collection and view is created on the destination.
     pub catalog_created: bool,
     /// The collections to copy, in the plan's order.

@@ -1,5 +1,6 @@
 //! The stages of one run, in order: connect, resume or preflight, initial sync, oplog sync.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use mongodb::bson::Timestamp;
@@ -7,7 +8,7 @@ use tracing::{error, info, warn};
 
 use crate::bookmark::{self, Bookmark, CatchUp, CopyState, Phase};
 use crate::catalog::{self, SourceCollection};
-use crate::cli::Options;
+use crate::cli::{Namespace, Options};
 use crate::connect::{self, Connected};
 use crate::copy;
 use crate::copy::resume::{Keeper, Save, Tracker};
@@ -283,12 +284,17 @@ impl Run<'_> {
             Err(e) => return Err(preflight::explain_read_failure(source, destination, e).await),
         };
         log_plan(&plan);
-        // The namespaces of a resumed copy hold this migration's documents.
-        let ours = resume.as_ref().is_some_and(|(_, c)| c.catalog_created);
-        let conflicts = if options.drop || ours {
+        // The namespaces a resumed copy planned are this migration's own on the destination.
+        let ours: HashSet<Namespace> = resume
+            .iter()
+            .flat_map(|(_, c)| &c.namespaces)
+            .filter_map(|ns| Namespace::parse(ns).ok())
+            .collect();
+        let catalog_created = resume.as_ref().is_some_and(|(_, c)| c.catalog_created);
+        let conflicts = if options.drop || catalog_created {
             Vec::new()
         } else {
-            copy::conflicts(&destination.client, &plan).await?
+            copy::conflicts(&destination.client, &plan, &ours).await?
         };
         preflight::run(source, destination, options, &plan, conflicts).await?;
         if options.preflight_only {
@@ -302,7 +308,14 @@ impl Run<'_> {
 
         // The tail opens before the first document is read, so the two halves join without a gap.
         let sync = self.open_tail(start_ts).await?;
-        let tracker = Tracker::new(resume.map(|(_, c)| c).unwrap_or_default());
+        let mut state = resume.map(|(_, c)| c).unwrap_or_default();
+        for c in &plan {
+            let ns = c.ns.to_string();
+            if !state.namespaces.contains(&ns) {
+                state.namespaces.push(ns);
+            }
+        }
+        let tracker = Tracker::new(state);
         let save: Save = Arc::new({
             let (path, set_name) = (options.bookmark_file.clone(), self.set_name.clone());
             move |copy: &CopyState| {
@@ -317,6 +330,7 @@ impl Run<'_> {
         let keeper = Keeper {
             tracker: tracker.clone(),
             save: save.clone(),
+            ours,
         };
         let copied = tokio::select! {
             copied = copy::run(source, destination, options, &plan, start_ts, &self.status, &keeper) => copied?,

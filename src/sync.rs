@@ -485,9 +485,10 @@ async fn report_lag(
         };
         let applied = *applied.lock().unwrap_or_else(|e| e.into_inner());
         let lag = newest.map_or(0, |n| lag_seconds(n, applied));
-        info!(lag, "Current lag from source: {lag}s");
+        // The status first: whoever reads the line and then asks the endpoint sees this lag.
         status.set_lag(lag);
         status.set_positions(Some(applied), newest, read.last_write());
+        info!(lag, "Current lag from source: {lag}s");
         let s = spool.stats();
         status.set_spool_bytes(s.disk_bytes);
         if s.disk_entries > 0 {

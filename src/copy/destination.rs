@@ -55,22 +55,26 @@ pub async fn prepare(
     destination: &Client,
     plan: &[SourceCollection],
     drop: bool,
+    ours: &HashSet<Namespace>,
 ) -> Result<HashSet<Namespace>> {
-    let existing = existing(destination, plan).await?;
+    // What an interrupted catalog creation of this migration left holds no data yet (the copy
+    // starts once the catalog is complete). Empty collections are kept as they are; views and
+    // time-series collections, which would block the copy, are removed and created again.
+    let (left, existing): (Vec<Existing>, Vec<Existing>) = existing(destination, plan)
+        .await?
+        .into_iter()
+        .partition(|e| ours.contains(&e.ns) && e.blocks_copy());
+    for e in &left {
+        info!(
+            "removing {} on the destination: the interrupted run created it, and it is created again",
+            e.ns
+        );
+        drop_namespace(destination, &e.ns).await?;
+    }
     if drop {
         for e in &existing {
             info!("dropping {} on the destination (--drop)", e.ns);
-            let db = destination.database(&e.ns.db);
-            crate::retry::transient(&format!("dropping {}", e.ns), || {
-                db.run_command(with_majority(doc! { "drop": &e.ns.coll }))
-                    .into_future()
-            })
-            .await
-            .map_err(|err| {
-                    Failure::runtime(format!("cannot drop {} on the destination", e.ns))
-                        .cause(err)
-                        .hint("the destination user needs the dropCollection privilege (the restore or readWriteAnyDatabase role has it)")
-                })?;
+            drop_namespace(destination, &e.ns).await?;
         }
         return Ok(HashSet::new());
     }
@@ -110,6 +114,22 @@ pub async fn prepare(
 }
 
 /// The destination namespaces that the plan would copy into.
+/// Drops one namespace on the destination, waiting out an outage.
+async fn drop_namespace(destination: &Client, ns: &Namespace) -> Result<()> {
+    let db = destination.database(&ns.db);
+    crate::retry::transient(&format!("dropping {ns}"), || {
+        db.run_command(with_majority(doc! { "drop": &ns.coll }))
+            .into_future()
+    })
+    .await
+    .map_err(|err| {
+        Failure::runtime(format!("cannot drop {ns} on the destination"))
+            .cause(err)
+            .hint("the destination user needs the dropCollection privilege (the restore or readWriteAnyDatabase role has it)")
+    })?;
+    Ok(())
+}
+
 async fn existing(destination: &Client, plan: &[SourceCollection]) -> Result<Vec<Existing>> {
     let mut by_db: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
     for c in plan {
@@ -242,11 +262,15 @@ fn creation_order(plan: &[SourceCollection]) -> Vec<&SourceCollection> {
 
 /// The namespaces to copy that the destination already holds with data (or as a view): the
 /// preflight overlap rule. `--drop` clears exactly these.
-pub async fn conflicts(destination: &Client, plan: &[SourceCollection]) -> Result<Vec<String>> {
+pub async fn conflicts(
+    destination: &Client,
+    plan: &[SourceCollection],
+    ours: &HashSet<Namespace>,
+) -> Result<Vec<String>> {
     Ok(existing(destination, plan)
         .await?
         .iter()
-        .filter(|e| e.blocks_copy())
+        .filter(|e| e.blocks_copy() && !ours.contains(&e.ns))
         .map(Existing::describe)
         .collect())
 }

@@ -122,7 +122,8 @@ pub async fn run(
     let (tracker, save) = (&keeper.tracker, &keeper.save);
     let began = Instant::now();
     if !tracker.snapshot().catalog_created {
-        let kept = destination::prepare(&destination.client, plan, options.drop).await?;
+        let kept =
+            destination::prepare(&destination.client, plan, options.drop, &keeper.ours).await?;
         info!(
             "initial sync starting; the oplog will be replayed from timestamp {}:{}",
             start_ts.time, start_ts.increment

@@ -11,6 +11,7 @@
 //! [`Tracker`] holds the state while workers update it; the bookmark is saved from it every
 //! [`SAVE_INTERVAL`] and at each milestone (catalog created, ranges planned, collection done).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use mongodb::bson::Bson;
 
 use super::ranges::IdRange;
 use crate::bookmark::{CollectionState, CopyState, RangeState};
+use crate::cli::Namespace;
 use crate::error::{Failure, Result};
 
 /// The most time between two saves of the copy's progress while it changes.
@@ -34,6 +36,9 @@ pub struct Keeper {
     pub tracker: Arc<Tracker>,
     /// Writes it to the bookmark.
     pub save: Save,
+    /// The namespaces an interrupted run of this migration may have created already (empty for
+    /// a fresh copy): the destination holding them is no conflict.
+    pub ours: HashSet<Namespace>,
 }
 
 /// The copy's progress, shared by the workers.

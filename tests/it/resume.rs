@@ -169,3 +169,69 @@ async fn a_copy_whose_start_the_oplog_lost_exits_5() {
     );
     assert_eq!(std::fs::read_to_string(&bookmark).unwrap(), text);
 }
+
+/// SIGKILL in the middle of the catalog creation, once a view exists on the destination: the
+/// restart knows the view for its own (the bookmark names the plan's namespaces before anything
+/// is written), creates it again, and copies everything, without `--drop`.
+#[tokio::test]
+async fn a_kill_during_the_catalog_creation_resumes_without_drop() {
+    if skip_on_real_deployment("arms fail points") {
+        return;
+    }
+    let pair = Pair::start_with(
+        ServerOptions::default(),
+        ServerOptions::default().with_test_commands(),
+    )
+    .await;
+    let (src, dst) = pair.clients().await;
+    let app = src.database("app");
+    app.collection::<Document>("c")
+        .insert_many((0..100).map(|i| doc! { "_id": i, "n": i }))
+        .await
+        .unwrap();
+    for view in ["v1", "v2"] {
+        app.run_command(doc! { "create": view, "viewOn": "c", "pipeline": [{ "$match": { "n": { "$gt": 5 } } }] })
+            .await
+            .unwrap();
+    }
+    // The collection and the first view are created, the second view's creation is held.
+    dst.database("admin")
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": { "skip": 2, "times": 1 },
+            "data": { "failCommands": ["create"], "appName": "mongomirror-rs destination", "blockConnection": true, "blockTimeMS": 10000 },
+        })
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bookmark = dir.path().join("mongomirror.bookmark");
+    let mirror = start(&pair, &bookmark, &[]);
+    let view_there = wait_until(LINE_TIMEOUT, Duration::from_millis(50), async || {
+        dst.database("app")
+            .list_collection_names()
+            .await
+            .is_ok_and(|names| names.iter().any(|n| n == "v1"))
+    })
+    .await;
+    assert!(view_there, "{}", mirror.output_so_far());
+    mirror.kill();
+    mirror.wait(Duration::from_secs(15)).await;
+    let saved = bookmark_json(&bookmark);
+    assert_eq!(saved["copy"]["catalogCreated"], false, "{saved:#}");
+    dst.database("admin")
+        .run_command(doc! { "configureFailPoint": "failCommand", "mode": "off" })
+        .await
+        .unwrap();
+
+    let mirror = start(&pair, &bookmark, &[]);
+    mirror.wait_for_line(CAUGHT_UP, LINE_TIMEOUT).await.unwrap();
+    await_same_deployments(&src, &dst, Duration::from_secs(30)).await;
+    mirror.send_sigint();
+    let out = mirror.wait(Duration::from_secs(15)).await;
+    assert_eq!(out.status, Some(0), "{out}");
+    assert!(
+        out.stderr
+            .contains("removing app.v1 on the destination: the interrupted run created it"),
+        "{out}"
+    );
+}
