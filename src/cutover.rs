@@ -5,7 +5,7 @@
 //! A request comes from `POST /cutover` on the status port (optional JSON body
 //! `{"quietSeconds": N, "verify": bool, "timeoutSeconds": N}`) or from SIGUSR1 (defaults). It
 //! reaches the oplog sync through [`Control`], which accepts one request at a time and only
-//! while oplog sync runs. The sync ([`crate::sync`]) keeps applying entries while it waits:
+//! while oplog sync runs. The sync ([`crate::oplog::sync`]) keeps applying entries while it waits:
 //!
 //! - **Quiet**: no entry in scope (a write or DDL command on a namespace the filter takes) has
 //!   been applied for `quietSeconds`, every entry read is applied, the reader has read up to the

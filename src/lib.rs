@@ -11,8 +11,9 @@
 //! - [`catalog`]: what the source holds and what of it takes part.
 //! - [`copy`]: the initial sync: destination catalog, documents as raw BSON batches on `-j`
 //!   workers (large collections split into `_id` ranges), progress, then [`indexes`].
-//! - [`oplog`]: the source oplog: its edges, a typed parse of every entry shape, and exact,
-//!   idempotent replay on the destination.
+//! - [`oplog`]: oplog sync, in data order: the tail reader, the spool, a typed parse of every
+//!   entry shape, exact and idempotent replay on the destination, and the driver that runs them
+//!   together and saves the bookmark.
 //! - [`run`]: the stages in order: connect, preflight, initial sync, oplog sync.
 //! - [`verify`]: proof that the destination holds what the source holds (`--verify`, and the
 //!   guided cutover).
@@ -34,10 +35,7 @@ pub mod preflight;
 pub mod redact;
 pub mod retry;
 pub mod shutdown;
-pub mod spool;
 pub mod status;
-pub mod sync;
-pub mod tail;
 pub mod verify;
 
 pub use crate::run::run;

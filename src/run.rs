@@ -17,11 +17,11 @@ use crate::error::ExitCode;
 use crate::error::Result;
 use crate::oplog;
 use crate::oplog::catchup::CatchingUp;
+use crate::oplog::sync::{self, OplogSync};
+use crate::oplog::tail;
 use crate::preflight;
 use crate::shutdown::{self, Shutdown};
 use crate::status::{Stage, Status};
-use crate::sync::{self, OplogSync};
-use crate::tail;
 
 /// Runs mongomirror with validated options.
 ///

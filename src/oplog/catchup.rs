@@ -29,9 +29,9 @@ use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 use mongodb::Client;
 use tracing::{info, warn};
 
-use super::apply::ApplyError;
 use super::dest;
 use super::entry::OpTime;
+use super::error::ApplyError;
 use crate::bookmark::{CatchUp, IndexRef};
 use crate::cli::Namespace;
 use crate::order as id;

@@ -13,8 +13,8 @@ use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 use mongodb::Client;
 use tracing::{info, warn};
 
-use super::apply::ApplyError;
 use super::entry::{Command, IndexSpecs, Update};
+use super::error::ApplyError;
 use super::{catchup, dest};
 use crate::bookmark::IndexRef;
 use crate::cli::{Namespace, NamespaceFilter};

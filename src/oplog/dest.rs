@@ -9,7 +9,7 @@ use mongodb::bson::{rawdoc, Bson, Document, RawDocumentBuf};
 use mongodb::error::Error;
 use mongodb::Client;
 
-use super::apply::ApplyError;
+use super::error::ApplyError;
 use crate::error::{is_transient, is_transient_code};
 use crate::retry::Outage;
 

@@ -1,11 +1,18 @@
-//! The source oplog: where it starts and ends, what its entries mean, and replaying them.
+//! The source oplog: where it starts and ends, reading it, what its entries mean, and replaying
+//! them. The modules follow the data:
 //!
+//! - [`tail`]: the tailable cursor on `local.oplog.rs`, reopened where it stopped.
+//! - [`spool`]: the queue between reader and applier, spilling to disk while the applier is
+//!   behind (the whole initial sync).
 //! - [`entry`]: a typed parse of every entry shape, borrowing from the raw BSON.
 //! - [`diff`]: partial updates (`$v:2` doc-diffs, change-stream shaped diffs) applied exactly.
 //! - [`apply`]: entries turned into idempotent writes on the destination, batched and spread
 //!   over writers, with transactions assembled and applied at their commit.
 //! - [`catchup`]: the rules while replay catches up with a fuzzy copy: unique indexes made
 //!   unique only afterwards, and documents that met a duplicate key read again from the source.
+//! - `writer` (private): the destination commands of one batch, by lane.
+//! - [`sync`]: runs tail, spool and applier together, reports lag, saves bookmarks and carries
+//!   out a cutover.
 //!
 //! Positions always come from `local.oplog.rs` itself, never from `hello.lastWrite`, which some
 //! servers synthesize: the newest entry by `$natural` order is the last write, and the oldest one
@@ -24,6 +31,10 @@ mod ddl;
 mod dest;
 pub mod diff;
 pub mod entry;
+mod error;
+pub mod spool;
+pub mod sync;
+pub mod tail;
 mod writer;
 
 /// The oplog collection of a replica-set member.

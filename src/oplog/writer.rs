@@ -36,10 +36,10 @@ use mongodb::bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
 use mongodb::Client;
 use tracing::debug;
 
-use super::apply::ApplyError;
 use super::catchup::Conflict;
 use super::dest;
 use super::diff::{DiffError, DocDiff, FieldChanges};
+use super::error::ApplyError;
 use crate::cli::Namespace;
 use crate::order as id;
 

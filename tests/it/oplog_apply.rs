@@ -1200,7 +1200,7 @@ async fn replay_throughput_against_plain_bulk_writes() {
     };
     // The backlog waits in the spool (spilled to disk past its memory limit), as after a copy.
     let spool_dir = tempfile::tempdir().expect("spool dir");
-    let spool = mongomirror::spool::Spool::create(spool_dir.path()).expect("spool");
+    let spool = mongomirror::oplog::spool::Spool::create(spool_dir.path()).expect("spool");
     for e in &s.entries {
         spool.push(e.clone()).expect("spool push");
     }

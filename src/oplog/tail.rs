@@ -22,11 +22,11 @@ use mongodb::options::CursorType;
 use mongodb::Client;
 use tracing::debug;
 
+use super::spool::Spool;
+use super::{oldest_timestamp, OPLOG_COLL, OPLOG_DB};
 use crate::error::{is_network_error, is_transient, server_code, ExitCode, Failure, Result};
-use crate::oplog::{oldest_timestamp, OPLOG_COLL, OPLOG_DB};
 use crate::retry::Outage;
 use crate::shutdown::Shutdown;
-use crate::spool::Spool;
 
 /// How long one getMore waits for new entries before returning an empty batch.
 const AWAIT_TIME: Duration = Duration::from_secs(1);

@@ -14,17 +14,17 @@ use mongodb::bson::Timestamp;
 use mongodb::Client;
 use tracing::{info, warn};
 
+use super::apply::{Applier, ApplyOptions, DEFAULT_WRITERS, MAX_BATCH_BYTES};
+use super::catchup::CatchingUp;
+use super::spool::{Spool, SpoolStats};
+use super::tail::{self, ReadPosition};
 use crate::bookmark::{self, Bookmark, CatchUp, Phase};
 use crate::cli::Options;
 use crate::cutover::{self, Control};
 use crate::error::{Failure, Result};
 use crate::indexes::SpecRules;
-use crate::oplog::apply::{Applier, ApplyOptions, DEFAULT_WRITERS, MAX_BATCH_BYTES};
-use crate::oplog::catchup::CatchingUp;
 use crate::shutdown::Shutdown;
-use crate::spool::{Spool, SpoolStats};
 use crate::status::{AppliedOps, Stage, Status};
-use crate::tail::{self, ReadPosition};
 
 /// How often `Current lag from source: Ns` is logged.
 pub const LAG_INTERVAL: Duration = Duration::from_secs(2);
