@@ -35,7 +35,7 @@ use tracing::{info, warn};
 pub use super::error::ApplyError;
 
 use super::catchup::CatchingUp;
-use super::entry::{self, Command, EntryError, Kind, Op, OpTime, Skip, Txn, TxnKey, Update};
+use super::entry::{self, Class, Command, EntryError, Kind, Op, OpTime, Skip, Txn, TxnKey, Update};
 use super::writer::{self, Change, DocOp, NsInfo, Patch};
 use super::{ddl, dest};
 use crate::bookmark::CatchUp;
@@ -393,16 +393,17 @@ impl Applier {
             return Err(ApplyError::FcvChanged { ts });
         }
         let (optime, action) = {
-            let parsed = entry::parse(&entry).map_err(|e| entry_error(&entry, e))?;
-            let action = match parsed.kind {
-                Kind::Op(Op::Skip(skip)) => {
+            let header = entry::header(&entry).map_err(|e| entry_error(&entry, e))?;
+            let action = match header.class {
+                Class::Write => Action::Queue,
+                Class::Op(Op::Skip(skip)) => {
                     self.note_skip(&skip);
                     Action::Nothing
                 }
-                Kind::Op(Op::Command(_)) => Action::Command,
-                Kind::Op(Op::ApplyOps(ops)) if holds_command(ops) => Action::Command,
-                Kind::Op(_) => Action::Queue,
-                Kind::Txn(Txn::ApplyOps {
+                Class::Op(Op::Command(_)) => Action::Command,
+                Class::Op(Op::ApplyOps(ops)) if holds_command(ops) => Action::Command,
+                Class::Op(_) => Action::Queue,
+                Class::Txn(Txn::ApplyOps {
                     key,
                     partial,
                     prepare,
@@ -415,10 +416,10 @@ impl Applier {
                         Action::Commit { key, prev }
                     }
                 }
-                Kind::Txn(Txn::Commit { key }) => Action::CommitPrepared(key),
-                Kind::Txn(Txn::Abort { key }) => Action::Abort(key),
+                Class::Txn(Txn::Commit { key }) => Action::CommitPrepared(key),
+                Class::Txn(Txn::Abort { key }) => Action::Abort(key),
             };
-            (parsed.optime, action)
+            (header.optime, action)
         };
         if self
             .catching
@@ -519,11 +520,10 @@ impl Applier {
         let mut steps = Vec::new();
         for item in &pending {
             match item {
+                // Queued entries are operations outside transactions: this is their one parse.
                 Pending::Entry(raw) => {
-                    let parsed = entry::parse(raw).map_err(|e| entry_error(raw, e))?;
-                    if let Kind::Op(op) = parsed.kind {
-                        self.expand(op, raw, &mut steps, 0)?;
-                    }
+                    let op = entry::parse_op(raw).map_err(|e| entry_error(raw, e))?;
+                    self.expand(op, raw, &mut steps, 0)?;
                 }
                 Pending::Txn(chain) => {
                     steps.push(Step::Barrier);

@@ -336,8 +336,67 @@ pub enum Txn<'a> {
     },
 }
 
-/// Parses a top-level entry.
-pub fn parse(entry: &RawDocument) -> Result<Entry<'_>> {
+/// What an entry is, read from its envelope: enough to place it among the others (its
+/// position, its transaction, whether it must run alone) without parsing what an ordinary write
+/// changes. The applier reads every entry's header as it arrives, and parses each write once,
+/// with [`parse_op`], when the batch it joined is applied.
+#[derive(Debug)]
+pub struct Header<'a> {
+    /// Where the entry sits in the oplog.
+    pub optime: OpTime,
+    /// What kind of entry it is.
+    pub class: Class<'a>,
+}
+
+/// The kinds of entries the applier tells apart on arrival.
+#[derive(Debug)]
+pub enum Class<'a> {
+    /// An insert, update or delete of an ordinary collection, outside a transaction: not yet
+    /// parsed.
+    Write,
+    /// Anything else outside a transaction (commands, `applyOps`, views, skipped entries),
+    /// parsed in full.
+    Op(Op<'a>),
+    /// Part of a transaction.
+    Txn(Txn<'a>),
+}
+
+/// Reads an entry's [`Header`].
+pub fn header(entry: &RawDocument) -> Result<Header<'_>> {
+    let optime = optime(entry)?;
+    let class = if let Some(txn) = parse_txn(entry)? {
+        Class::Txn(txn)
+    } else if is_plain_write(entry)? {
+        Class::Write
+    } else {
+        Class::Op(parse_op(entry)?)
+    };
+    Ok(Header { optime, class })
+}
+
+/// An insert, update or delete that [`parse_op`] turns into [`Op::Insert`], [`Op::Update`] or
+/// [`Op::Delete`]: not `fromMigrate`, in a namespace that is neither internal nor `system.*`.
+fn is_plain_write(entry: &RawDocument) -> Result<bool> {
+    let Some(RawBsonRef::String(op)) = entry.get("op")? else {
+        return Ok(false);
+    };
+    if !matches!(op, "i" | "u" | "d")
+        || entry.get("fromMigrate")?.and_then(RawBsonRef::as_bool) == Some(true)
+    {
+        return Ok(false);
+    }
+    let Some(RawBsonRef::String(ns)) = entry.get("ns")? else {
+        return Ok(false);
+    };
+    let Some((db, coll)) = ns.split_once('.') else {
+        return Ok(false);
+    };
+    Ok(!coll.starts_with("system.")
+        && !matches!(db, "config" | "local")
+        && !db.starts_with("__mdb_internal"))
+}
+
+fn optime(entry: &RawDocument) -> Result<OpTime> {
     let ts = match entry.get("ts")? {
         Some(RawBsonRef::Timestamp(ts)) => ts,
         Some(_) => {
@@ -353,7 +412,12 @@ pub fn parse(entry: &RawDocument) -> Result<Entry<'_>> {
         Some(RawBsonRef::Int32(t)) => Some(i64::from(t)),
         _ => None,
     };
-    let optime = OpTime { ts, term };
+    Ok(OpTime { ts, term })
+}
+
+/// Parses a top-level entry.
+pub fn parse(entry: &RawDocument) -> Result<Entry<'_>> {
+    let optime = optime(entry)?;
     if let Some(txn) = parse_txn(entry)? {
         return Ok(Entry {
             optime,

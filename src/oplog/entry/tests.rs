@@ -406,3 +406,76 @@ fn update_shapes_and_errors() {
     );
     assert!(matches!(parse(&no_id), Err(EntryError::Missing("o._id"))));
 }
+
+/// The header tells ordinary writes (parsed later, once) from everything else, and agrees
+/// with the full parse on every shape.
+#[test]
+fn the_header_leaves_ordinary_writes_unparsed_and_agrees_with_the_full_parse() {
+    use mongodb::bson::{doc, RawDocumentBuf, Timestamp};
+    let ts = Timestamp {
+        time: 1,
+        increment: 1,
+    };
+    let cases = [
+        (
+            doc! { "op": "i", "ns": "app.c", "o": { "_id": 1 }, "ts": ts },
+            true,
+        ),
+        (
+            doc! { "op": "u", "ns": "app.c", "o": { "$set": { "a": 1 } }, "o2": { "_id": 1 }, "ts": ts },
+            true,
+        ),
+        (
+            doc! { "op": "d", "ns": "admin.users", "o": { "_id": 1 }, "ts": ts },
+            true,
+        ),
+        (
+            doc! { "op": "i", "ns": "app.c", "o": { "_id": 1 }, "fromMigrate": true, "ts": ts },
+            false,
+        ),
+        (
+            doc! { "op": "i", "ns": "config.x", "o": { "_id": 1 }, "ts": ts },
+            false,
+        ),
+        (
+            doc! { "op": "i", "ns": "app.system.views", "o": { "_id": "app.v", "viewOn": "c", "pipeline": [] }, "ts": ts },
+            false,
+        ),
+        (
+            doc! { "op": "i", "ns": "app.system.js", "o": { "_id": "f" }, "ts": ts },
+            false,
+        ),
+        (
+            doc! { "op": "i", "ns": "app.system.buckets.t", "o": { "_id": 1 }, "ts": ts },
+            false,
+        ),
+        (
+            doc! { "op": "i", "ns": "__mdb_internal_x.c", "o": { "_id": 1 }, "ts": ts },
+            false,
+        ),
+        (
+            doc! { "op": "c", "ns": "app.$cmd", "o": { "drop": "c" }, "ts": ts },
+            false,
+        ),
+        (
+            doc! { "op": "n", "ns": "", "o": { "msg": "x" }, "ts": ts },
+            false,
+        ),
+    ];
+    for (entry, plain) in cases {
+        let raw = RawDocumentBuf::from_document(&entry).unwrap();
+        let header = header(&raw).unwrap();
+        assert_eq!(header.optime.ts, ts);
+        let full = parse(&raw).unwrap();
+        match (&header.class, &full.kind) {
+            (Class::Write, Kind::Op(Op::Insert { .. } | Op::Update { .. } | Op::Delete { .. })) => {
+                assert!(plain, "{entry}")
+            }
+            (Class::Op(a), Kind::Op(b)) => {
+                assert!(!plain, "{entry}");
+                assert_eq!(format!("{a:?}"), format!("{b:?}"));
+            }
+            other => panic!("{entry}: {other:?}"),
+        }
+    }
+}
