@@ -16,8 +16,9 @@
 //! 3. **Coalesce** (unordered lanes only). A document's earlier writes that a later insert,
 //!    replacement or delete overwrites are dropped, and diffs are folded into the pending
 //!    replacement, so most documents get a single write. The remaining writes are sent in rounds:
-//!    round *r* holds every document's *r*-th write, so per-document order holds while writes of
-//!    different documents are grouped into one command per namespace.
+//!    round *r* holds every document's *r*-th run of writes of one command kind (its updates in
+//!    a row, in order, inside one ordered command), so per-document order holds while writes of
+//!    different documents are grouped into one command per namespace and kind.
 //! 4. **Ordered lanes** (collections with a unique secondary index, and capped collections) skip
 //!    coalescing and send every write in oplog order: two documents may swap a unique value, and
 //!    a capped collection's natural order is its insertion order.
@@ -30,6 +31,8 @@
 
 use std::collections::HashMap;
 use std::future::IntoFuture;
+
+use futures::future::try_join_all;
 
 use mongodb::bson::raw::{RawArrayBuf, RawBsonRef, RawDocument};
 use mongodb::bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
@@ -370,15 +373,23 @@ pub(super) async fn run_lane(
     Ok(outcome)
 }
 
-/// Splits coalesced writes into rounds: round *r* holds each document's *r*-th write.
+/// Splits coalesced writes into rounds: round *r* holds each document's *r*-th run of writes
+/// of one command kind. A document updated many times in a batch (a counter, a clock) thus
+/// costs one round, not one per update: its statements stay in order inside the ordered
+/// commands of that round, since [`send`] keeps the order of one kind's writes.
 fn rounds<'o, 'a>(
     writes: Vec<Option<(usize, Write<'o, 'a>)>>,
     tracks: impl Iterator<Item = Track<'a>>,
 ) -> Vec<Vec<(usize, Write<'o, 'a>)>> {
+    let kind = |w: usize| writes[w].as_ref().map(|(_, write)| write.kind());
     let mut round_of = vec![0usize; writes.len()];
     let mut count = 0;
     for track in tracks {
-        for (r, w) in track.writes.iter().enumerate() {
+        let mut r = 0;
+        for (n, w) in track.writes.iter().enumerate() {
+            if n > 0 && kind(*w) != kind(track.writes[n - 1]) {
+                r += 1;
+            }
             round_of[*w] = r;
             count = count.max(r + 1);
         }
@@ -480,13 +491,15 @@ async fn prefetch<'o, 'a>(
     Ok(tracks)
 }
 
-/// Sends writes in order, one command per run of writes of the same namespace and kind.
-/// In unordered rounds (`ordered == false`) the writes concern distinct documents, so they are
-/// first grouped by namespace and kind.
-async fn send(
+/// Sends writes, one command (more if large) per run of writes of the same namespace and kind.
+/// Ordered sequences (`ordered == true`) go run after run, in order. In unordered rounds each
+/// document's writes are of one kind, so they are grouped by namespace and kind (keeping their
+/// order) and the groups, which share no document, are sent at the same time: a round costs
+/// one round trip, not one per namespace and kind.
+async fn send<'r, 'a>(
     client: &Client,
-    ops: &[DocOp<'_>],
-    mut writes: Vec<(usize, Write<'_, '_>)>,
+    ops: &'r [DocOp<'a>],
+    mut writes: Vec<(usize, Write<'r, 'a>)>,
     ordered: bool,
     collated: &impl Fn(&Namespace) -> bool,
     catching_up: bool,
@@ -496,27 +509,45 @@ async fn send(
             (&ops[*a].ns, wa.kind() as u8).cmp(&(&ops[*b].ns, wb.kind() as u8))
         });
     }
-    let mut outcome = LaneOutcome::default();
-    let mut run: Vec<(usize, Write<'_, '_>)> = Vec::new();
+    let mut runs: Vec<Vec<(usize, Write<'r, 'a>)>> = Vec::new();
     for (i, write) in writes {
-        let continues = run.last().is_some_and(|(j, w): &(usize, Write<'_, '_>)| {
-            ops[*j].ns == ops[i].ns && w.kind() == write.kind()
-        });
-        if !continues && !run.is_empty() {
-            let ns = &ops[run[0].0].ns;
-            let mut sender = Sender::new(client, ns, collated(ns), catching_up);
-            sender.run(ops, std::mem::take(&mut run)).await?;
-            outcome.add(sender.outcome);
+        let continues = runs.last().and_then(|run| run.last()).is_some_and(
+            |(j, w): &(usize, Write<'_, '_>)| ops[*j].ns == ops[i].ns && w.kind() == write.kind(),
+        );
+        match runs.last_mut() {
+            Some(run) if continues => run.push((i, write)),
+            _ => runs.push(vec![(i, write)]),
         }
-        run.push((i, write));
     }
-    if !run.is_empty() {
+    let send_run = |run: Vec<(usize, Write<'r, 'a>)>| {
         let ns = &ops[run[0].0].ns;
-        let mut sender = Sender::new(client, ns, collated(ns), catching_up);
-        sender.run(ops, run).await?;
-        outcome.add(sender.outcome);
+        send_one(client, ops, run, collated(ns), catching_up)
+    };
+    let mut outcome = LaneOutcome::default();
+    if ordered {
+        for run in runs {
+            outcome.add(send_run(run).await?);
+        }
+    } else {
+        for done in try_join_all(runs.into_iter().map(send_run)).await? {
+            outcome.add(done);
+        }
     }
     Ok(outcome)
+}
+
+/// Sends one run of writes of one namespace and kind.
+async fn send_one<'r, 'a>(
+    client: &Client,
+    ops: &'r [DocOp<'a>],
+    run: Vec<(usize, Write<'r, 'a>)>,
+    collated: bool,
+    catching_up: bool,
+) -> Result<LaneOutcome, ApplyError> {
+    let ns = &ops[run[0].0].ns;
+    let mut sender = Sender::new(client, ns, collated, catching_up);
+    sender.run(ops, run).await?;
+    Ok(sender.outcome)
 }
 
 impl LaneOutcome {
@@ -981,5 +1012,55 @@ pub(super) fn show_id(id: RawBsonRef<'_>) -> String {
     match Bson::try_from(id) {
         Ok(b) => b.to_string(),
         Err(_) => "<unreadable _id>".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A document's writes of one kind in a row share a round, in order; a change of kind
+    /// starts the next round.
+    #[test]
+    fn a_run_of_one_kind_is_one_round() {
+        let inserted = rawdoc! { "_id": 1 };
+        let modify = |n: i32| Write::Modify {
+            update: rawdoc! { "$set": { "n": n } },
+            fallback: None,
+        };
+        let insert = Write::Put {
+            body: Body::Raw(&inserted),
+            mode: PutMode::Insert,
+        };
+        // Document A: three updates, a delete, an insert, an update; document B: one update.
+        let writes: Vec<Option<(usize, Write<'_, '_>)>> = vec![
+            Some((0, modify(1))),
+            Some((1, modify(10))),
+            Some((2, modify(2))),
+            Some((3, modify(3))),
+            Some((4, Write::Delete)),
+            Some((5, insert)),
+            None,
+            Some((7, modify(4))),
+        ];
+        let mut a = Track::new(State::Unknown);
+        a.writes = vec![0, 2, 3, 4, 5, 7];
+        let mut b = Track::new(State::Unknown);
+        b.writes = vec![1];
+        let rounds = rounds(writes, [a, b].into_iter());
+        let shape: Vec<Vec<(usize, CommandKind)>> = rounds
+            .iter()
+            .map(|round| round.iter().map(|(i, w)| (*i, w.kind())).collect())
+            .collect();
+        use CommandKind::*;
+        assert_eq!(
+            shape,
+            vec![
+                vec![(0, Update), (1, Update), (2, Update), (3, Update)],
+                vec![(4, Delete)],
+                vec![(5, Insert)],
+                vec![(7, Update)],
+            ]
+        );
     }
 }

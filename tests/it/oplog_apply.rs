@@ -827,6 +827,47 @@ async fn v1_set_paths_that_are_no_longer_viable_are_ignored() {
     .await;
 }
 
+/// A document updated many times in one batch (a counter, a clock) gets its updates in one
+/// ordered command, interleaved with other documents' writes; they still apply in oplog order,
+/// where the order changes the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_updates_of_one_document_in_a_batch_apply_in_order() {
+    let server = TestServer::start(ServerOptions::default()).await;
+    let client = server.client().await;
+    let coll = client.database("hot").collection::<Document>("c");
+    coll.insert_many([doc! {"_id": 1, "a": {"b": 1}}, doc! {"_id": 2}])
+        .await
+        .unwrap();
+    let mut s = Script::new();
+    s.u("hot.c", 1, doc! {"$v": 1, "$set": {"a": 5}});
+    s.u("hot.c", 2, doc! {"$v": 1, "$set": {"x": 1}});
+    s.u("hot.c", 1, doc! {"$v": 1, "$unset": {"a": true}});
+    s.u("hot.c", 1, doc! {"$v": 1, "$set": {"a.c": 2}});
+    for n in 1..=50 {
+        s.u("hot.c", 1, doc! {"$v": 1, "$set": {"n": n}});
+        s.u("hot.c", 2, doc! {"$v": 1, "$set": {"x": n * 2}});
+    }
+    s.d("hot.c", 2);
+    s.i("hot.c", doc! {"_id": 2, "y": 1});
+    s.u("hot.c", 2, doc! {"$v": 1, "$set": {"z": 1}});
+    let options = ApplyOptions {
+        batch_entries: 1_000,
+        writers: 1,
+        ..OPTIONS
+    };
+    let applier = Applier::new(client.clone(), NamespaceFilter::default(), options);
+    run_applier(applier, &s.entries).await;
+    assert_docs(
+        &client,
+        "hot.c",
+        vec![
+            doc! {"_id": 1, "a": {"c": 2}, "n": 50},
+            doc! {"_id": 2, "y": 1, "z": 1},
+        ],
+    )
+    .await;
+}
+
 /// While replay catches up with a copy, an index build or a `collMod` that would make an index
 /// unique is held back: the index is built without `unique`, listed, and made unique once replay
 /// has passed the catch-up point, with `collMod` on 6.0+ destinations and by a rebuild on older
