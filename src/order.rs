@@ -36,6 +36,16 @@ pub fn form(id: RawBsonRef<'_>) -> Vec<u8> {
     d.into_bytes()
 }
 
+/// Whether two `_id` values have the same exact bytes, type included ([`form`]), without
+/// building them.
+pub fn same_form(a: RawBsonRef<'_>, b: RawBsonRef<'_>) -> bool {
+    match (a, b) {
+        // -0.0 and 0.0 are two forms; `==` on floats would call them one.
+        (RawBsonRef::Double(x), RawBsonRef::Double(y)) => x.to_bits() == y.to_bits(),
+        _ => a == b,
+    }
+}
+
 fn push(value: RawBsonRef<'_>, out: &mut Vec<u8>) {
     match value {
         RawBsonRef::String(s) | RawBsonRef::Symbol(s) => {
@@ -506,5 +516,36 @@ mod tests {
         };
         assert_ne!(form_of(Bson::Int32(1)), form_of(Bson::Double(1.0)));
         assert_eq!(form_of(Bson::Int32(1)), form_of(Bson::Int32(1)));
+    }
+
+    /// `same_form` agrees with comparing `form`s, on values where `==` would not.
+    #[test]
+    fn same_form_agrees_with_the_forms() {
+        let values = [
+            Bson::Int32(1),
+            Bson::Int64(1),
+            Bson::Double(1.0),
+            Bson::Double(0.0),
+            Bson::Double(-0.0),
+            Bson::Double(f64::NAN),
+            Bson::String("a".into()),
+            Bson::Symbol("a".into()),
+            Bson::Document(doc! { "a": 1 }),
+            Bson::Document(doc! { "a": 1.0 }),
+            Bson::Array(vec![Bson::Int32(1)]),
+        ];
+        let docs: Vec<RawDocumentBuf> = values
+            .iter()
+            .map(|v| RawDocumentBuf::from_document(&doc! { "_id": v.clone() }).unwrap())
+            .collect();
+        for a in &docs {
+            for b in &docs {
+                let (a, b) = (
+                    a.get("_id").unwrap().unwrap(),
+                    b.get("_id").unwrap().unwrap(),
+                );
+                assert_eq!(same_form(a, b), form(a) == form(b), "{a:?} {b:?}");
+            }
+        }
     }
 }

@@ -30,6 +30,7 @@ use futures::TryStreamExt;
 use mongodb::bson::raw::{RawBsonRef, RawDocument};
 use mongodb::bson::{doc, Document, RawDocumentBuf, Timestamp};
 use mongodb::Client;
+use rustc_hash::FxHashMap;
 use tracing::{info, warn};
 
 pub use super::error::ApplyError;
@@ -212,7 +213,7 @@ pub struct Applier {
     applied: Option<OpTime>,
     txns: TxnBuffer,
     /// What replay needs to know about destination collections; cleared by every DDL command.
-    namespaces: HashMap<Namespace, NsInfo>,
+    namespaces: FxHashMap<Namespace, NsInfo>,
     /// Time-series collections already warned about.
     warned: HashSet<Namespace>,
     stats: ApplyStats,
@@ -245,7 +246,7 @@ impl Applier {
             last_pushed: None,
             applied: None,
             txns: TxnBuffer::default(),
-            namespaces: HashMap::new(),
+            namespaces: FxHashMap::default(),
             warned: HashSet::new(),
             stats: ApplyStats::default(),
             resume: None,
@@ -631,7 +632,13 @@ impl Applier {
             }
         };
         if self.filter.wants(&ns) {
-            steps.push(Step::Crud(DocOp { ns, id, change }));
+            let key = id::key(id);
+            steps.push(Step::Crud(DocOp {
+                ns,
+                id,
+                key,
+                change,
+            }));
             self.stats.in_scope += 1;
         } else {
             self.stats.skipped += 1;
@@ -717,12 +724,12 @@ type Lane<'a> = (Vec<DocOp<'a>>, bool);
 /// [`MIN_OPS_PER_LANE`] operations each.
 fn lanes<'a>(
     ops: Vec<DocOp<'a>>,
-    namespaces: &HashMap<Namespace, NsInfo>,
+    namespaces: &FxHashMap<Namespace, NsInfo>,
     writers: usize,
 ) -> Vec<Lane<'a>> {
     let writers = writers.clamp(1, ops.len().div_ceil(MIN_OPS_PER_LANE).max(1));
     let mut lanes: Vec<Lane<'a>> = (0..writers).map(|_| (Vec::new(), false)).collect();
-    let mut ordered_lanes: HashMap<Namespace, usize> = HashMap::new();
+    let mut ordered_lanes: FxHashMap<Namespace, usize> = FxHashMap::default();
     for op in ops {
         let ordered = namespaces.get(&op.ns).is_none_or(NsInfo::keeps_order);
         let lane = if ordered {
@@ -731,9 +738,9 @@ fn lanes<'a>(
                 lanes.len() - 1
             })
         } else {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
+            let mut h = rustc_hash::FxHasher::default();
             op.ns.hash(&mut h);
-            id::key(op.id).hash(&mut h);
+            op.key.hash(&mut h);
             (h.finish() % writers as u64) as usize
         };
         lanes[lane].0.push(op);

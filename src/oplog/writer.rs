@@ -29,7 +29,7 @@
 //! cannot look `_id` up by index under an explicit collation). An insert whose `_id` exists
 //! becomes a replacement with upsert, as the oplog's idempotency rules prescribe.
 
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::future::IntoFuture;
 
 use futures::future::try_join_all;
@@ -73,6 +73,8 @@ pub(super) struct DocOp<'a> {
     pub ns: Namespace,
     /// The document's `_id`.
     pub id: RawBsonRef<'a>,
+    /// The `_id` under mongod's equality ([`id::key`]): computed once, for lanes and tracks.
+    pub key: Vec<u8>,
     /// What happens to it.
     pub change: Change<'a>,
 }
@@ -228,8 +230,8 @@ struct Track<'a> {
     state: State<'a>,
     /// Indexes into the lane's write list, in order.
     writes: Vec<usize>,
-    /// The byte form of the `_id` the last operation named ([`id::form`]), if any did yet.
-    form: Option<Vec<u8>>,
+    /// The `_id` the last operation named, in its byte form ([`id::same_form`]), if any did yet.
+    form: Option<RawBsonRef<'a>>,
 }
 
 impl Track<'_> {
@@ -251,7 +253,6 @@ pub(super) async fn run_lane(
     catching_up: bool,
 ) -> Result<LaneOutcome, ApplyError> {
     let collated = |ns: &Namespace| info.get(ns).is_some_and(|i| i.collated);
-    let keys: Vec<Vec<u8>> = ops.iter().map(|op| id::key(op.id)).collect();
     // Operator translations of the diffs; documents whose first operation is a diff without one
     // are read up front.
     let mut translated: Vec<Option<RawDocumentBuf>> = Vec::with_capacity(ops.len());
@@ -265,19 +266,18 @@ pub(super) async fn run_lane(
             _ => None,
         });
     }
-    let mut tracks = prefetch(client, ops, &keys, &translated, collated).await?;
+    let mut tracks = prefetch(client, ops, &translated, collated).await?;
     let mut outcome = LaneOutcome::default();
     let mut writes: Vec<Option<(usize, Write<'_, '_>)>> = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
         let track = tracks
-            .entry((&op.ns, keys[i].as_slice()))
+            .entry((&op.ns, op.key.as_slice()))
             .or_insert_with(|| Track::new(State::Unknown));
         // Earlier writes of the document that this one overwrites are dropped, unless they name
         // it by another byte form of its `_id`: `d {_id: NumberInt(1)}` then `i {_id: 1.0}`
         // must delete before inserting, or the insert meets the old document.
-        let form = id::form(op.id);
-        let same_form = track.form.as_ref().is_none_or(|f| *f == form);
-        track.form = Some(form);
+        let same_form = track.form.is_none_or(|f| id::same_form(f, op.id));
+        track.form = Some(op.id);
         let overwrites = matches!(
             op.change,
             Change::Insert(_) | Change::Put(_) | Change::Delete
@@ -408,15 +408,14 @@ fn rounds<'o, 'a>(
 async fn prefetch<'o, 'a>(
     client: &Client,
     ops: &'o [DocOp<'a>],
-    keys: &'o [Vec<u8>],
     translated: &[Option<RawDocumentBuf>],
     collated: impl Fn(&Namespace) -> bool,
 ) -> Result<HashMap<(&'o Namespace, &'o [u8]), Track<'a>>, ApplyError> {
-    let mut tracks: HashMap<(&Namespace, &[u8]), Track<'a>> = HashMap::new();
-    let mut wanted: HashMap<&Namespace, Vec<(usize, &[u8])>> = HashMap::new();
-    let mut first_touch = std::collections::HashSet::new();
+    let mut tracks: HashMap<(&Namespace, &[u8]), Track<'a>> = HashMap::default();
+    let mut wanted: HashMap<&Namespace, Vec<(usize, &[u8])>> = HashMap::default();
+    let mut first_touch = HashSet::default();
     for (i, op) in ops.iter().enumerate() {
-        let key = (&op.ns, keys[i].as_slice());
+        let key = (&op.ns, op.key.as_slice());
         if first_touch.insert(key)
             && matches!(op.change, Change::Patch(_))
             && translated[i].is_none()
@@ -470,7 +469,7 @@ async fn prefetch<'o, 'a>(
             .await
             .map_err(failed)?;
             budget = left;
-            let mut found = std::collections::HashSet::new();
+            let mut found = HashSet::default();
             for (key, raw) in read {
                 let Some((_, k)) = chunk.iter().find(|(_, k)| *k == key.as_slice()) else {
                     continue;

@@ -24,8 +24,12 @@
 //! ```text
 //! cargo build --release --bins --examples
 //! target/release/examples/lag [--rtt-ms 0,10,40] [--appliers mongomirror,serial] [--rates 200]
-//!     [--seconds 60] [--docs 10000] [--secantusd PROGRAM | --source URI --destination URI]
+//!     [--seconds 60] [--docs 10000] [--rss-every SECONDS]
+//!     [--secantusd PROGRAM | --source URI --destination URI]
 //! ```
+//!
+//! `--rss-every 10` also samples the applier's resident memory every 10 s (the soak of
+//! docs/performance.md: `--seconds 1800 --rtt-ms 0 --appliers mongomirror`).
 //!
 //! Without URIs it starts two servers through the test harness's launcher
 //! (`tests/secantus/launch.py`, whose tailable oplog cursor loses nothing). docs/performance.md
@@ -98,6 +102,9 @@ async fn main() -> Result<(), Error> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(10_000);
+    let rss_every = flag("--rss-every")
+        .map(|s| s.parse().map(Duration::from_secs))
+        .transpose()?;
 
     let mut servers = Vec::new();
     let (source, destination) = match (flag("--source"), flag("--destination")) {
@@ -178,6 +185,7 @@ async fn main() -> Result<(), Error> {
                     ready,
                     rate,
                     seconds,
+                    rss_every,
                 )
                 .await?;
                 println!(
@@ -228,6 +236,7 @@ async fn one_run(
     ready: &str,
     rate: u64,
     seconds: u64,
+    rss_every: Option<Duration>,
 ) -> Result<RunResult, Error> {
     seed(src, db, docs).await?;
     if seed_destination {
@@ -266,11 +275,15 @@ async fn one_run(
     let clock = dst.database(db).collection::<Document>("clock");
     let started = now_ms();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sampler = tokio::spawn(sample(clock.clone(), started, stop_rx));
+    let sampler = tokio::spawn(sample(clock.clone(), started, stop_rx.clone()));
+    let rss = rss_every.map(|every| tokio::spawn(sample_rss(child.id(), every, stop_rx)));
     let (done, last_clock) = load(src, db, docs, rate, Duration::from_secs(seconds)).await?;
     let load_seconds = (now_ms() - started) as f64 / 1000.0;
     let _ = stop_tx.send(true);
     let mut lags = sampler.await??;
+    if let Some(rss) = rss {
+        report_rss(&rss.await?);
+    }
 
     let drained = Instant::now();
     let mut drain = None;
@@ -312,6 +325,62 @@ async fn one_run(
         identical,
         usage: used.ok_or("GNU time printed nothing")?,
     })
+}
+
+/// The resident set of the applier (the child of GNU time `time_pid`) every `every` until
+/// stopped, as (seconds since the start, MB); each sample is also logged, for a soak's record.
+async fn sample_rss(
+    time_pid: u32,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<(f64, f64)> {
+    let started = Instant::now();
+    let children = format!("/proc/{time_pid}/task/{time_pid}/children");
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return samples,
+        }
+        let pid = std::fs::read_to_string(&children).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()));
+        let kb = status.ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        });
+        if let Some(kb) = kb {
+            let at = started.elapsed().as_secs_f64();
+            eprintln!("rss at {at:.0} s: {:.1} MB", kb / 1024.0);
+            samples.push((at, kb / 1024.0));
+        }
+    }
+}
+
+/// The RSS series in brief: range, first and last tenth, and the least-squares trend.
+fn report_rss(samples: &[(f64, f64)]) {
+    if samples.len() < 2 {
+        return;
+    }
+    let n = samples.len() as f64;
+    let (mx, my) = (
+        samples.iter().map(|s| s.0).sum::<f64>() / n,
+        samples.iter().map(|s| s.1).sum::<f64>() / n,
+    );
+    let sxy: f64 = samples.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = samples.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    let tenth = (samples.len() / 10).max(1);
+    let mean = |s: &[(f64, f64)]| s.iter().map(|p| p.1).sum::<f64>() / s.len() as f64;
+    let min = samples.iter().map(|s| s.1).fold(f64::MAX, f64::min);
+    let max = samples.iter().map(|s| s.1).fold(0.0, f64::max);
+    eprintln!(
+        "rss: {} samples, min {min:.1} MB, max {max:.1} MB, first tenth {:.1} MB, last tenth {:.1} MB, trend {:+.2} MB per hour",
+        samples.len(),
+        mean(&samples[..tenth]),
+        mean(&samples[samples.len() - tenth..]),
+        sxy / sxx * 3600.0
+    );
 }
 
 /// Milliseconds since the epoch.

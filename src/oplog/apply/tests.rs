@@ -240,7 +240,7 @@ async fn a_command_at_the_resume_point_is_not_applied_again() {
 
 /// A delete then an insert of one `_id` under two byte forms; `(ns, ids)` of each lane.
 fn lane_plan(
-    namespaces: &HashMap<Namespace, NsInfo>,
+    namespaces: &FxHashMap<Namespace, NsInfo>,
     docs: &[RawDocumentBuf],
 ) -> Vec<(bool, Vec<String>)> {
     let ops: Vec<DocOp<'_>> = docs
@@ -255,6 +255,7 @@ fn lane_plan(
             DocOp {
                 ns: Namespace::new("app", "c"),
                 id,
+                key: crate::order::key(id),
                 change,
             }
         })
@@ -283,8 +284,9 @@ fn every_form_of_one_id_shares_a_lane_and_collated_collections_keep_order() {
         v.extend((100..400).map(|i| RawDocumentBuf::from_document(&doc! {"_id": i}).unwrap()));
         v
     };
-    let plain: HashMap<Namespace, NsInfo> =
-        [(Namespace::new("app", "c"), NsInfo::default())].into();
+    let plain: FxHashMap<Namespace, NsInfo> = [(Namespace::new("app", "c"), NsInfo::default())]
+        .into_iter()
+        .collect();
     // mongod: NumberInt(1) and 1.0 are one _id; the delete and the insert keep their order.
     let numbers = docs(
         mongodb::bson::Bson::Int32(1),
@@ -302,14 +304,15 @@ fn every_form_of_one_id_shares_a_lane_and_collated_collections_keep_order() {
         "{lane:?}"
     );
     // With a default collation "a" and "A" may be one _id: one ordered lane, in oplog order.
-    let collated: HashMap<Namespace, NsInfo> = [(
+    let collated: FxHashMap<Namespace, NsInfo> = [(
         Namespace::new("app", "c"),
         NsInfo {
             ordered: false,
             collated: true,
         },
     )]
-    .into();
+    .into_iter()
+    .collect();
     let strings = docs("a".into(), "A".into());
     let plan = lane_plan(&collated, &strings);
     assert_eq!(plan.len(), 1);
