@@ -60,7 +60,8 @@ pub struct DocDiff<'a> {
     sub: Vec<(&'a str, SubDiff<'a>)>,
 }
 
-/// An 8.x `b` section entry: cut the binary value at `offset` and append `data`.
+/// An 8.x `b` section entry: cut the binary value at `offset` and append `data` (a value shorter
+/// than `offset` is left as it is).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct BinaryPatch<'a> {
     offset: usize,
@@ -271,12 +272,18 @@ impl<'a> BinaryPatch<'a> {
         })
     }
 
-    /// Splices the patch into a binary value, keeping its subtype; any other type becomes `null`,
-    /// like every other type mismatch in the applier.
+    /// Splices the patch into a binary value, keeping its subtype: the bytes before `offset`,
+    /// then `data`. An offset past the end leaves the value unchanged, as mongod's applier does
+    /// (`DiffApplier::applyDiffToObject` in `src/mongo/db/update/document_diff_applier.cpp`,
+    /// the `Binary` case: `if (currLen >= diffOffset) { splice } else { builder->append(elt); }`,
+    /// "we are re-applying this diff and some future oplog entry will shrink this binary").
+    /// That keeps a replay over a newer copy idempotent. Any other type becomes `null`, like
+    /// every other type mismatch in the applier.
     fn apply(&self, value: &Bson) -> Bson {
         match value {
+            Bson::Binary(b) if self.offset > b.bytes.len() => value.clone(),
             Bson::Binary(b) => {
-                let mut bytes = b.bytes[..self.offset.min(b.bytes.len())].to_vec();
+                let mut bytes = b.bytes[..self.offset].to_vec();
                 bytes.extend_from_slice(self.data);
                 Bson::Binary(Binary {
                     subtype: b.subtype,

@@ -200,6 +200,44 @@ fn binary_section_splices_and_keeps_subtype() {
     );
 }
 
+/// mongod's `Binary` case in `document_diff_applier.cpp` and its applier test
+/// `BinaryIsIdempotentMultipleWithShrink`: an offset inside the value or at its end splices, an
+/// offset past its end leaves the value unchanged, so that a replay over a newer copy changes
+/// nothing.
+#[test]
+fn binary_patch_past_the_end_leaves_the_value_unchanged() {
+    let bin = |b: &[u8]| {
+        Bson::Binary(Binary {
+            subtype: BinarySubtype::Column,
+            bytes: b.to_vec(),
+        })
+    };
+    let apply = |pre: &[u8], o: i32, d: &[u8]| {
+        let data = Binary {
+            subtype: BinarySubtype::Generic,
+            bytes: d.to_vec(),
+        };
+        let diff = raw(doc! {"b": {"col": {"o": o, "d": data}}});
+        DocDiff::parse(&diff)
+            .unwrap()
+            .apply(&doc! {"_id": 1, "col": bin(pre), "z": 1})
+            .unwrap()
+    };
+    let expect = |b: &[u8]| doc! {"_id": 1, "col": bin(b), "z": 1};
+    // Inside, at the start, at the end.
+    assert_eq!(apply(b"abcdef", 1, b"x"), expect(b"ax"));
+    assert_eq!(apply(b"abc", 0, b"xy"), expect(b"xy"));
+    assert_eq!(apply(b"abc", 3, b"def"), expect(b"abcdef"));
+    assert_eq!(apply(b"", 0, b""), expect(b""));
+    // Past the end: unchanged, whatever the data.
+    assert_eq!(apply(b"ax", 3, b"def"), expect(b"ax"));
+    assert_eq!(apply(b"", 1, b"d"), expect(b""));
+    assert_eq!(apply(b"abc", i32::MAX, b""), expect(b"abc"));
+    // The append ("abc" -> "abcdef") then the shrink ("abcdef" -> "ax"), replayed over "ax".
+    assert_eq!(apply(b"ax", 3, b"def"), expect(b"ax"));
+    assert_eq!(apply(b"ax", 1, b"x"), expect(b"ax"));
+}
+
 #[test]
 fn grammar_errors() {
     rejects(doc! {}, "empty");
