@@ -341,10 +341,14 @@ impl<'a> ArrayDiff<'a> {
                 continue;
             }
             first = false;
-            let (kind, index) = key.split_at(key.len().min(1));
+            let not_a_mod = || grammar(format!("'{key}' is not u<index> or s<index>"));
+            // `split_at_checked`: a key may start with a multi-byte character.
+            let Some((kind, index)) = key.split_at_checked(1) else {
+                return not_a_mod();
+            };
             let index: usize = match index.parse() {
                 Ok(i) if !index.starts_with('+') => checked_len(i)?,
-                _ => return grammar(format!("'{key}' is not u<index> or s<index>")),
+                _ => return not_a_mod(),
             };
             if out.mods.last().is_some_and(|(last, _)| *last >= index) {
                 return grammar(format!("array index {index} is out of order"));
@@ -357,7 +361,7 @@ impl<'a> ArrayDiff<'a> {
                     };
                     ArrayMod::Sub(SubDiff::parse(sub, depth + 1)?)
                 }
-                _ => return grammar(format!("'{key}' is not u<index> or s<index>")),
+                _ => return not_a_mod(),
             };
             out.mods.push((index, modification));
         }

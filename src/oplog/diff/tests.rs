@@ -256,6 +256,19 @@ fn grammar_errors() {
     rejects(doc! {"sa": {"a": true, "u99999999999": 1}}, "16 MB");
 }
 
+/// Found by `fuzz::parser`: an array-diff key starting with a multi-byte character made the
+/// parser split it inside that character and panic.
+#[test]
+fn array_diff_keys_starting_with_a_multi_byte_character_are_rejected() {
+    rejects(doc! {"sa": {"a": true, "¡": 1}}, "'¡' is not u<index>");
+    rejects(doc! {"sa": {"a": true, "é1": 1}}, "'é1' is not u<index>");
+    rejects(
+        doc! {"sa": {"a": true, "l": 1, "\u{10ec64}": 1}},
+        "is not u<index>",
+    );
+    rejects(doc! {"sa": {"a": true, "": 1}}, "'' is not u<index>");
+}
+
 #[test]
 fn array_diff_beyond_its_own_length_is_an_error() {
     let diff = raw(doc! {"sa": {"a": true, "l": 1, "u3": 1}});
