@@ -515,7 +515,10 @@ fn ascending<'n>(mut names: impl Iterator<Item = &'n str>) -> bool {
 ///
 /// Paths are dotted; a numeric component addresses an array element when the value there is an
 /// array, and a field otherwise. Field names that themselves contain dots cannot be told apart,
-/// which is a limit of this shape, not of the applier.
+/// which is a limit of this shape, not of the applier. A path with a numeric field name also
+/// comes with its typed segments in `disambiguatedPaths` (mongod 6.1+ change events); like
+/// SecantusDB's own replay, the applier reads the same answer from the document it applies to,
+/// so that section is checked for its type and otherwise ignored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldChanges<'a> {
     updated: Vec<(&'a str, RawBsonRef<'a>)>,
@@ -562,6 +565,7 @@ impl<'a> FieldChanges<'a> {
                 ("truncatedArrays", RawBsonRef::Array(a)) => {
                     out.truncated = parse_truncations(a)?;
                 }
+                ("disambiguatedPaths", RawBsonRef::Document(_)) => {}
                 _ => return bad(&format!("unexpected field '{key}' or wrong type")),
             }
         }

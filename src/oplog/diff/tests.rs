@@ -311,6 +311,23 @@ fn change_stream_shape() {
     );
 }
 
+/// Found by `fuzz::live`: SecantusDB adds `disambiguatedPaths` when a path holds a numeric field
+/// name, and the whole entry was refused.
+#[test]
+fn change_stream_shape_with_disambiguated_paths() {
+    fields(
+        doc! {"_id": 1, "n": {"0": [1, 2]}, "arr": [{"1": 1}]},
+        doc! {
+            "updatedFields": {"n.0.1": 5, "arr.0.1": 2},
+            "removedFields": [], "truncatedArrays": [],
+            "disambiguatedPaths": {"n.0.1": ["n", "0", 1], "arr.0.1": ["arr", 0, "1"]},
+        },
+        doc! {"_id": 1, "n": {"0": [1, 5]}, "arr": [{"1": 2}]},
+    );
+    let diff = raw(doc! {"updatedFields": {"a": 1}, "disambiguatedPaths": [1]});
+    assert!(FieldChanges::parse(&diff).is_err());
+}
+
 #[test]
 fn change_stream_shape_errors() {
     let diff = raw(doc! {"updatedFields": 1});
