@@ -446,6 +446,39 @@ async fn updates_of_every_shape_are_exact() {
     }
 }
 
+/// mongod 5.0+ stores top-level field names starting with `$`, but refuses them in replacement
+/// documents; every whole-document write of replay (an insert met again, a replacement entry, a
+/// diff applied client-side) still writes them as they are. Found by `fuzz::live`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_with_dollar_prefixed_top_level_names_replay() {
+    let server = TestServer::start(ServerOptions::default()).await;
+    let client = server.client().await;
+    let mut s = Script::new();
+    s.i("app.d", doc! {"_id": 1, "$x": {"$y": 1}, "a": 1});
+    s.i("app.d", doc! {"_id": 2, "a": 1});
+    s.u("app.d", 2, doc! {"_id": 2, "$x": 2, "a.b": 3});
+    s.u(
+        "app.d",
+        1,
+        doc! {"$v": 2, "diff": {"u": {"a": 2}, "i": {"n": [1]}, "s$x": {"u": {"$y": 5}}}},
+    );
+    s.u(
+        "app.d",
+        2,
+        doc! {"$v": 2, "diff": {"updatedFields": {"a.b": 4}, "removedFields": [], "truncatedArrays": []}},
+    );
+    let expected = vec![
+        doc! {"_id": 1, "$x": {"$y": 5}, "a": 2, "n": [1]},
+        doc! {"_id": 2, "$x": 2, "a.b": 3, "a": {"b": 4}},
+    ];
+    // The second round meets every document already there: inserts become replacements.
+    for round in 0..2 {
+        let stats = replay(&client, &s.entries, NamespaceFilter::default()).await;
+        assert_eq!(stats.missing, 0, "round {round}: {stats:?}");
+        assert_docs(&client, "app.d", expected.clone()).await;
+    }
+}
+
 /// Two documents swap a unique value: only in oplog order do the writes succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unique_index_collections_apply_in_order() {
