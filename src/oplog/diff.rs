@@ -674,7 +674,8 @@ fn lookup_mut<'d>(doc: &'d mut Document, path: &str) -> Option<&'d mut Bson> {
 /// `$set` semantics for one path: walk existing containers, create missing objects, pad arrays
 /// with `null` up to a new index, and replace a scalar in the way by an object (the entry was
 /// logged against a document where a container stood there; a later entry settles any
-/// difference, as with the doc-diff's `null` rule).
+/// difference, as with the doc-diff's `null` rule). A path naming a field where an array stands
+/// is ignored (see [`set_in`]).
 fn set_path(doc: &mut Document, path: &[&str], value: Bson) -> Result<(), DiffError> {
     let Some((first, rest)) = path.split_first() else {
         return Ok(());
@@ -699,11 +700,14 @@ fn set_in(container: &mut Bson, path: &[&str], value: Bson) -> Result<(), DiffEr
             let Some((first, rest)) = path.split_first() else {
                 return Ok(());
             };
-            let Some(idx) = first.parse::<usize>().ok().filter(|i| *i <= MAX_ARRAY_LEN) else {
-                return Err(DiffError::Fields(format!(
-                    "'{first}' does not address an element of an array"
-                )));
+            // A name where an array stands: the entry was logged against a document where an
+            // object stood there, and the destination holds a later state of it. As mongod's
+            // oplog application does with a `$set` path that is no longer viable, the path is
+            // ignored; a later entry settles the field.
+            let Ok(idx) = first.parse::<usize>() else {
+                return Ok(());
             };
+            let idx = checked_len(idx)?;
             if arr.len() <= idx {
                 arr.resize(idx + 1, Bson::Null);
             }
