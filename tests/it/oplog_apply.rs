@@ -216,8 +216,22 @@ fn names(specs: &[Document]) -> Vec<&str> {
         .collect()
 }
 
+/// The source oplog after `start`, in order.
+pub(crate) async fn oplog_after(source: &Client, start: Timestamp) -> Vec<RawDocumentBuf> {
+    source
+        .database("local")
+        .collection::<RawDocumentBuf>("oplog.rs")
+        .find(doc! { "ts": { "$gt": start } })
+        .sort(doc! { "$natural": 1 })
+        .await
+        .expect("oplog find")
+        .try_collect()
+        .await
+        .expect("oplog read")
+}
+
 /// The captured entries of `tests/fixtures/oplog-samples.jsonl`.
-fn samples() -> Vec<RawDocumentBuf> {
+pub(crate) fn samples() -> Vec<RawDocumentBuf> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/oplog-samples.jsonl"
@@ -1136,16 +1150,7 @@ async fn a_live_source_oplog_replays_to_an_identical_destination() {
         .expect("collMod");
 
     // Read what the source logged since `start`, and replay it.
-    let entries: Vec<RawDocumentBuf> = source
-        .database("local")
-        .collection::<RawDocumentBuf>("oplog.rs")
-        .find(doc! {"ts": {"$gt": start}})
-        .sort(doc! {"$natural": 1})
-        .await
-        .expect("oplog find")
-        .try_collect()
-        .await
-        .expect("oplog read");
+    let entries = oplog_after(&source, start).await;
     assert!(entries.len() > 60, "only {} oplog entries", entries.len());
     if std::env::var_os("DUMP_OPLOG").is_some() {
         for e in &entries {
