@@ -260,9 +260,17 @@ async fn write_current(
         let delete = doc! { "delete": &ns.coll, "deletes": [{ "q": filter, "limit": 1 }] };
         return write(destination, ns, delete, conflict).await;
     };
+    let u = RawDocumentBuf::from_document(&current)
+        .map(dest::replacement)
+        .and_then(Bson::try_from)
+        .map_err(|e| ApplyError::Document {
+            ns: ns.to_string(),
+            id: conflict.id.to_string(),
+            message: e.to_string(),
+        })?;
     let replace = doc! {
         "update": &ns.coll,
-        "updates": [{ "q": filter.clone(), "u": current.clone(), "upsert": true }],
+        "updates": [{ "q": filter.clone(), "u": u, "upsert": true }],
     };
     match write(destination, ns, replace, conflict).await {
         Err(ApplyError::Refused { code, .. }) if code == IMMUTABLE_FIELD => {

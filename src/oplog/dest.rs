@@ -5,6 +5,7 @@
 //! `_id`, `$set`/`$unset`, DDL whose "already done" errors are accepted), so a command that failed
 //! on a dropped connection or a stepping-down primary is simply sent again.
 
+use mongodb::bson::raw::{RawArrayBuf, RawBson};
 use mongodb::bson::{rawdoc, Bson, Document, RawDocumentBuf};
 use mongodb::error::Error;
 use mongodb::Client;
@@ -17,6 +18,24 @@ use crate::retry::Outage;
 /// default write concern, so it is spelled out.
 pub(super) fn majority() -> RawDocumentBuf {
     rawdoc! { "w": "majority" }
+}
+
+/// The `u` of an update that replaces a document by `_id` with `doc`.
+///
+/// mongod 5.0+ stores top-level field names starting with `$` (inserts and pipelines write
+/// them), but refuses them in a replacement document (`DollarPrefixedFieldName`, and upserts
+/// that match are no exception). Such a document goes as the pipeline
+/// `[{$replaceWith: {$literal: doc}}]`, which writes it as it is; every other one as itself.
+pub(super) fn replacement(doc: RawDocumentBuf) -> RawBson {
+    let dollar = doc
+        .iter()
+        .any(|field| matches!(field, Ok((name, _)) if name.starts_with('$')));
+    if !dollar {
+        return RawBson::Document(doc);
+    }
+    let mut pipeline = RawArrayBuf::new();
+    pipeline.push(rawdoc! { "$replaceWith": { "$literal": doc } });
+    RawBson::Array(pipeline)
 }
 
 /// Runs `command` on database `db`, waiting out transient failures ([`crate::retry`]), and
@@ -111,5 +130,30 @@ pub(super) fn number(value: Option<&Bson>) -> Option<i64> {
         Bson::Int64(n) => Some(*n),
         Bson::Double(n) => Some(*n as i64),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::rawdoc;
+
+    use super::*;
+
+    #[test]
+    fn only_top_level_dollar_names_make_a_replacement_a_pipeline() {
+        let plain = rawdoc! { "_id": 1, "a": { "$b": 1 }, "c.d": 2 };
+        assert_eq!(replacement(plain.clone()), RawBson::Document(plain.clone()));
+        let dollar = rawdoc! { "_id": 1, "$x": { "$y": 1 } };
+        let RawBson::Array(pipeline) = replacement(dollar.clone()) else {
+            panic!("a replacement with a top-level $ name must be a pipeline");
+        };
+        let stages: Vec<_> = pipeline.into_iter().collect::<Result<_, _>>().unwrap();
+        assert_eq!(stages.len(), 1);
+        let stage = stages[0].as_document().unwrap();
+        let literal = stage.get_document("$replaceWith").unwrap();
+        assert_eq!(
+            literal.get_document("$literal").unwrap().as_bytes(),
+            dollar.as_bytes()
+        );
     }
 }

@@ -60,7 +60,8 @@ pub struct DocDiff<'a> {
     sub: Vec<(&'a str, SubDiff<'a>)>,
 }
 
-/// An 8.x `b` section entry: cut the binary value at `offset` and append `data`.
+/// An 8.x `b` section entry: cut the binary value at `offset` and append `data` (a value shorter
+/// than `offset` is left as it is).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct BinaryPatch<'a> {
     offset: usize,
@@ -271,12 +272,18 @@ impl<'a> BinaryPatch<'a> {
         })
     }
 
-    /// Splices the patch into a binary value, keeping its subtype; any other type becomes `null`,
-    /// like every other type mismatch in the applier.
+    /// Splices the patch into a binary value, keeping its subtype: the bytes before `offset`,
+    /// then `data`. An offset past the end leaves the value unchanged, as mongod's applier does
+    /// (`DiffApplier::applyDiffToObject` in `src/mongo/db/update/document_diff_applier.cpp`,
+    /// the `Binary` case: `if (currLen >= diffOffset) { splice } else { builder->append(elt); }`,
+    /// "we are re-applying this diff and some future oplog entry will shrink this binary").
+    /// That keeps a replay over a newer copy idempotent. Any other type becomes `null`, like
+    /// every other type mismatch in the applier.
     fn apply(&self, value: &Bson) -> Bson {
         match value {
+            Bson::Binary(b) if self.offset > b.bytes.len() => value.clone(),
             Bson::Binary(b) => {
-                let mut bytes = b.bytes[..self.offset.min(b.bytes.len())].to_vec();
+                let mut bytes = b.bytes[..self.offset].to_vec();
                 bytes.extend_from_slice(self.data);
                 Bson::Binary(Binary {
                     subtype: b.subtype,
@@ -334,10 +341,14 @@ impl<'a> ArrayDiff<'a> {
                 continue;
             }
             first = false;
-            let (kind, index) = key.split_at(key.len().min(1));
+            let not_a_mod = || grammar(format!("'{key}' is not u<index> or s<index>"));
+            // `split_at_checked`: a key may start with a multi-byte character.
+            let Some((kind, index)) = key.split_at_checked(1) else {
+                return not_a_mod();
+            };
             let index: usize = match index.parse() {
                 Ok(i) if !index.starts_with('+') => checked_len(i)?,
-                _ => return grammar(format!("'{key}' is not u<index> or s<index>")),
+                _ => return not_a_mod(),
             };
             if out.mods.last().is_some_and(|(last, _)| *last >= index) {
                 return grammar(format!("array index {index} is out of order"));
@@ -350,7 +361,7 @@ impl<'a> ArrayDiff<'a> {
                     };
                     ArrayMod::Sub(SubDiff::parse(sub, depth + 1)?)
                 }
-                _ => return grammar(format!("'{key}' is not u<index> or s<index>")),
+                _ => return not_a_mod(),
             };
             out.mods.push((index, modification));
         }
@@ -504,7 +515,10 @@ fn ascending<'n>(mut names: impl Iterator<Item = &'n str>) -> bool {
 ///
 /// Paths are dotted; a numeric component addresses an array element when the value there is an
 /// array, and a field otherwise. Field names that themselves contain dots cannot be told apart,
-/// which is a limit of this shape, not of the applier.
+/// which is a limit of this shape, not of the applier. A path with a numeric field name also
+/// comes with its typed segments in `disambiguatedPaths` (mongod 6.1+ change events); like
+/// SecantusDB's own replay, the applier reads the same answer from the document it applies to,
+/// so that section is checked for its type and otherwise ignored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldChanges<'a> {
     updated: Vec<(&'a str, RawBsonRef<'a>)>,
@@ -551,6 +565,7 @@ impl<'a> FieldChanges<'a> {
                 ("truncatedArrays", RawBsonRef::Array(a)) => {
                     out.truncated = parse_truncations(a)?;
                 }
+                ("disambiguatedPaths", RawBsonRef::Document(_)) => {}
                 _ => return bad(&format!("unexpected field '{key}' or wrong type")),
             }
         }
@@ -659,7 +674,8 @@ fn lookup_mut<'d>(doc: &'d mut Document, path: &str) -> Option<&'d mut Bson> {
 /// `$set` semantics for one path: walk existing containers, create missing objects, pad arrays
 /// with `null` up to a new index, and replace a scalar in the way by an object (the entry was
 /// logged against a document where a container stood there; a later entry settles any
-/// difference, as with the doc-diff's `null` rule).
+/// difference, as with the doc-diff's `null` rule). A path naming a field where an array stands
+/// is ignored (see [`set_in`]).
 fn set_path(doc: &mut Document, path: &[&str], value: Bson) -> Result<(), DiffError> {
     let Some((first, rest)) = path.split_first() else {
         return Ok(());
@@ -684,11 +700,14 @@ fn set_in(container: &mut Bson, path: &[&str], value: Bson) -> Result<(), DiffEr
             let Some((first, rest)) = path.split_first() else {
                 return Ok(());
             };
-            let Some(idx) = first.parse::<usize>().ok().filter(|i| *i <= MAX_ARRAY_LEN) else {
-                return Err(DiffError::Fields(format!(
-                    "'{first}' does not address an element of an array"
-                )));
+            // A name where an array stands: the entry was logged against a document where an
+            // object stood there, and the destination holds a later state of it. As mongod's
+            // oplog application does with a `$set` path that is no longer viable, the path is
+            // ignored; a later entry settles the field.
+            let Ok(idx) = first.parse::<usize>() else {
+                return Ok(());
             };
+            let idx = checked_len(idx)?;
             if arr.len() <= idx {
                 arr.resize(idx + 1, Bson::Null);
             }

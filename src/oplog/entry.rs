@@ -514,14 +514,20 @@ fn view_ns(id: RawBsonRef<'_>) -> Result<Namespace> {
     Namespace::parse(name).map_err(|_| EntryError::Namespace(name.to_string()))
 }
 
-/// Classifies an update's `o` (oplog.md §2.3): no `$` key is a replacement; `$v: 2` with `diff`
-/// is a diff; `$set`/`$unset` is a modifier update.
+/// Classifies an update's `o` (oplog.md §2.3): an `_id`, or no `$` key, is a replacement; `$v: 2`
+/// with `diff` is a diff; `$set`/`$unset` is a modifier update.
+///
+/// `_id` decides first, as in mongod's `UpdateModification::parseFromOplogEntry`: a replacement
+/// may hold top-level names starting with `$` of its own (mongod 5.0+ stores them, `$v`
+/// included), and a diff or modifier update never carries `_id`.
 pub fn parse_update(o: &RawDocument) -> Result<Update<'_>> {
-    let mut dollar = false;
+    let (mut dollar, mut id) = (false, false);
     for item in o.iter() {
-        dollar |= item?.0.starts_with('$');
+        let name = item?.0;
+        dollar |= name.starts_with('$');
+        id |= name == "_id";
     }
-    if !dollar {
+    if id || !dollar {
         return Ok(Update::Replace(o));
     }
     let version = match o.get("$v")? {

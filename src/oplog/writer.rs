@@ -915,7 +915,7 @@ impl<'c> Sender<'c> {
                     mode: PutMode::Insert,
                 } => return body.into_raw(),
                 Write::Put { body, mode } => {
-                    s.append("u", body.into_raw()?);
+                    s.append("u", dest::replacement(body.into_raw()?));
                     s.append("upsert", mode == PutMode::Upsert);
                 }
                 Write::Modify { update, .. } => {

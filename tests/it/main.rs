@@ -9,6 +9,7 @@ mod copy;
 mod crash;
 mod cutover;
 mod faults;
+mod fuzz;
 mod harness_selftest;
 mod oplog_apply;
 mod oplog_sync;

@@ -216,8 +216,22 @@ fn names(specs: &[Document]) -> Vec<&str> {
         .collect()
 }
 
+/// The source oplog after `start`, in order.
+pub(crate) async fn oplog_after(source: &Client, start: Timestamp) -> Vec<RawDocumentBuf> {
+    source
+        .database("local")
+        .collection::<RawDocumentBuf>("oplog.rs")
+        .find(doc! { "ts": { "$gt": start } })
+        .sort(doc! { "$natural": 1 })
+        .await
+        .expect("oplog find")
+        .try_collect()
+        .await
+        .expect("oplog read")
+}
+
 /// The captured entries of `tests/fixtures/oplog-samples.jsonl`.
-fn samples() -> Vec<RawDocumentBuf> {
+pub(crate) fn samples() -> Vec<RawDocumentBuf> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/oplog-samples.jsonl"
@@ -443,6 +457,39 @@ async fn updates_of_every_shape_are_exact() {
             "nestobj": {"m1": {"k": 2}, "n1": {"0": 1, "1": 2}}, "extra": "c"}],
         )
         .await;
+    }
+}
+
+/// mongod 5.0+ stores top-level field names starting with `$`, but refuses them in replacement
+/// documents; every whole-document write of replay (an insert met again, a replacement entry, a
+/// diff applied client-side) still writes them as they are. Found by `fuzz::live`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_with_dollar_prefixed_top_level_names_replay() {
+    let server = TestServer::start(ServerOptions::default()).await;
+    let client = server.client().await;
+    let mut s = Script::new();
+    s.i("app.d", doc! {"_id": 1, "$x": {"$y": 1}, "a": 1});
+    s.i("app.d", doc! {"_id": 2, "a": 1});
+    s.u("app.d", 2, doc! {"_id": 2, "$x": 2, "a.b": 3});
+    s.u(
+        "app.d",
+        1,
+        doc! {"$v": 2, "diff": {"u": {"a": 2}, "i": {"n": [1]}, "s$x": {"u": {"$y": 5}}}},
+    );
+    s.u(
+        "app.d",
+        2,
+        doc! {"$v": 2, "diff": {"updatedFields": {"a.b": 4}, "removedFields": [], "truncatedArrays": []}},
+    );
+    let expected = vec![
+        doc! {"_id": 1, "$x": {"$y": 5}, "a": 2, "n": [1]},
+        doc! {"_id": 2, "$x": 2, "a.b": 3, "a": {"b": 4}},
+    ];
+    // The second round meets every document already there: inserts become replacements.
+    for round in 0..2 {
+        let stats = replay(&client, &s.entries, NamespaceFilter::default()).await;
+        assert_eq!(stats.missing, 0, "round {round}: {stats:?}");
+        assert_docs(&client, "app.d", expected.clone()).await;
     }
 }
 
@@ -1144,16 +1191,7 @@ async fn a_live_source_oplog_replays_to_an_identical_destination() {
         .expect("collMod");
 
     // Read what the source logged since `start`, and replay it.
-    let entries: Vec<RawDocumentBuf> = source
-        .database("local")
-        .collection::<RawDocumentBuf>("oplog.rs")
-        .find(doc! {"ts": {"$gt": start}})
-        .sort(doc! {"$natural": 1})
-        .await
-        .expect("oplog find")
-        .try_collect()
-        .await
-        .expect("oplog read");
+    let entries = oplog_after(&source, start).await;
     assert!(entries.len() > 60, "only {} oplog entries", entries.len());
     if std::env::var_os("DUMP_OPLOG").is_some() {
         for e in &entries {

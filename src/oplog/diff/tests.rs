@@ -200,6 +200,44 @@ fn binary_section_splices_and_keeps_subtype() {
     );
 }
 
+/// mongod's `Binary` case in `document_diff_applier.cpp` and its applier test
+/// `BinaryIsIdempotentMultipleWithShrink`: an offset inside the value or at its end splices, an
+/// offset past its end leaves the value unchanged, so that a replay over a newer copy changes
+/// nothing.
+#[test]
+fn binary_patch_past_the_end_leaves_the_value_unchanged() {
+    let bin = |b: &[u8]| {
+        Bson::Binary(Binary {
+            subtype: BinarySubtype::Column,
+            bytes: b.to_vec(),
+        })
+    };
+    let apply = |pre: &[u8], o: i32, d: &[u8]| {
+        let data = Binary {
+            subtype: BinarySubtype::Generic,
+            bytes: d.to_vec(),
+        };
+        let diff = raw(doc! {"b": {"col": {"o": o, "d": data}}});
+        DocDiff::parse(&diff)
+            .unwrap()
+            .apply(&doc! {"_id": 1, "col": bin(pre), "z": 1})
+            .unwrap()
+    };
+    let expect = |b: &[u8]| doc! {"_id": 1, "col": bin(b), "z": 1};
+    // Inside, at the start, at the end.
+    assert_eq!(apply(b"abcdef", 1, b"x"), expect(b"ax"));
+    assert_eq!(apply(b"abc", 0, b"xy"), expect(b"xy"));
+    assert_eq!(apply(b"abc", 3, b"def"), expect(b"abcdef"));
+    assert_eq!(apply(b"", 0, b""), expect(b""));
+    // Past the end: unchanged, whatever the data.
+    assert_eq!(apply(b"ax", 3, b"def"), expect(b"ax"));
+    assert_eq!(apply(b"", 1, b"d"), expect(b""));
+    assert_eq!(apply(b"abc", i32::MAX, b""), expect(b"abc"));
+    // The append ("abc" -> "abcdef") then the shrink ("abcdef" -> "ax"), replayed over "ax".
+    assert_eq!(apply(b"ax", 3, b"def"), expect(b"ax"));
+    assert_eq!(apply(b"ax", 1, b"x"), expect(b"ax"));
+}
+
 #[test]
 fn grammar_errors() {
     rejects(doc! {}, "empty");
@@ -216,6 +254,19 @@ fn grammar_errors() {
     rejects(doc! {"sa": {"a": true, "x1": 1}}, "u<index>");
     rejects(doc! {"sa": {"a": true, "u-1": 1}}, "u<index>");
     rejects(doc! {"sa": {"a": true, "u99999999999": 1}}, "16 MB");
+}
+
+/// Found by `fuzz::parser`: an array-diff key starting with a multi-byte character made the
+/// parser split it inside that character and panic.
+#[test]
+fn array_diff_keys_starting_with_a_multi_byte_character_are_rejected() {
+    rejects(doc! {"sa": {"a": true, "¡": 1}}, "'¡' is not u<index>");
+    rejects(doc! {"sa": {"a": true, "é1": 1}}, "'é1' is not u<index>");
+    rejects(
+        doc! {"sa": {"a": true, "l": 1, "\u{10ec64}": 1}},
+        "is not u<index>",
+    );
+    rejects(doc! {"sa": {"a": true, "": 1}}, "'' is not u<index>");
 }
 
 #[test]
@@ -258,6 +309,41 @@ fn change_stream_shape() {
         doc! {"updatedFields": {"o.1": 2}},
         doc! {"_id": 1, "o": {"0": 1, "1": 2}},
     );
+}
+
+/// Found by `fuzz::live`: SecantusDB adds `disambiguatedPaths` when a path holds a numeric field
+/// name, and the whole entry was refused.
+#[test]
+fn change_stream_shape_with_disambiguated_paths() {
+    fields(
+        doc! {"_id": 1, "n": {"0": [1, 2]}, "arr": [{"1": 1}]},
+        doc! {
+            "updatedFields": {"n.0.1": 5, "arr.0.1": 2},
+            "removedFields": [], "truncatedArrays": [],
+            "disambiguatedPaths": {"n.0.1": ["n", "0", 1], "arr.0.1": ["arr", 0, "1"]},
+        },
+        doc! {"_id": 1, "n": {"0": [1, 5]}, "arr": [{"1": 2}]},
+    );
+    let diff = raw(doc! {"updatedFields": {"a": 1}, "disambiguatedPaths": [1]});
+    assert!(FieldChanges::parse(&diff).is_err());
+}
+
+/// Found by `fuzz::live`, replaying over a destination in a later state: a path that names a
+/// field where an array now stands is ignored (a later entry settles it), where it stopped
+/// replay. An index too large for any document is still an error.
+#[test]
+fn change_stream_paths_through_an_array_by_name_are_ignored() {
+    fields(
+        doc! {"_id": 1, "sub": [1, 2], "o": {"a": [3]}},
+        doc! {"updatedFields": {"sub.arr.1": 5, "o.a.x": 1, "n": 1}},
+        doc! {"_id": 1, "sub": [1, 2], "o": {"a": [3]}, "n": 1},
+    );
+    let diff = raw(doc! {"updatedFields": {"sub.99999999999": 1}});
+    let err = FieldChanges::parse(&diff)
+        .unwrap()
+        .apply(&doc! {"sub": []})
+        .unwrap_err();
+    assert!(err.to_string().contains("16 MB"), "{err}");
 }
 
 #[test]

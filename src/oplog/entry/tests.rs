@@ -389,6 +389,24 @@ fn update_shapes_and_errors() {
     ));
     let e = update(doc! {"$v": 1, "$inc": {"a": 1}});
     assert!(matches!(parse(&e), Err(EntryError::Update(_))));
+    // With `_id`, `$` names are the replacement's own fields (found by `fuzz::live`).
+    for o in [
+        doc! {"_id": 1, "$x": 2, "a": 1},
+        doc! {"_id": 1, "$v": 2, "diff": {"u": {"a": 1}}},
+        doc! {"$set": {"a": 1}, "_id": 1},
+    ] {
+        let e = update(o.clone());
+        assert!(
+            matches!(
+                op_of(&parse(&e).unwrap()),
+                Op::Update {
+                    update: Update::Replace(_),
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
+    }
     let e = update(doc! {"$v": 2, "diff": {"x": {}}});
     assert!(matches!(parse(&e), Err(EntryError::Diff(_))));
 
