@@ -65,17 +65,26 @@ pub struct Proxy {
 
 impl Proxy {
     /// Listens on a free local port and forwards every connection to `upstream` over `link`.
+    /// May be called from inside another runtime: the proxy's own is built and run on its
+    /// thread.
     pub fn start(upstream: SocketAddr, link: Link) -> io::Result<Proxy> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
-        let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(format!("proxy {addr}"))
-            .spawn(move || runtime.block_on(serve(listener, upstream, link, stopped)))?;
+            .spawn(move || {
+                runtime.block_on(async move {
+                    if let Ok(listener) = TcpListener::from_std(listener) {
+                        serve(listener, upstream, link, stopped).await;
+                    }
+                });
+            })?;
         Ok(Proxy {
             addr,
             stop: Some(stop),
@@ -240,7 +249,10 @@ mod tests {
         let elapsed = started.elapsed();
         let _w = sender.await.unwrap();
         for (i, chunk) in back.chunks(1000).enumerate() {
-            assert!(chunk.iter().all(|b| *b == i as u8), "chunk {i} out of order");
+            assert!(
+                chunk.iter().all(|b| *b == i as u8),
+                "chunk {i} out of order"
+            );
         }
         assert!(elapsed >= Duration::from_millis(290), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
