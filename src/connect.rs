@@ -231,6 +231,20 @@ async fn connect_with(endpoint: &Endpoint, options: ClientOptions) -> Result<Con
     })
 }
 
+/// Connects to the destination with a connection pool of at least `pool` connections (unless
+/// the connection string sets `maxPoolSize`): the copy keeps up to `-j` ×
+/// [`crate::copy::INSERTS_IN_FLIGHT`] inserts in flight, each needing a connection of its own.
+pub async fn connect_destination(endpoint: &Endpoint, pool: u32) -> Result<Connected> {
+    let mut options = client_options(endpoint).await?;
+    options
+        .max_pool_size
+        .get_or_insert(pool.max(DRIVER_POOL_SIZE));
+    connect_with(endpoint, options).await
+}
+
+/// The driver's default `maxPoolSize`.
+const DRIVER_POOL_SIZE: u32 = 10;
+
 /// Connects to the source and checks that it is a replica-set member.
 ///
 /// Every read from the source (the copy, the oplog, the recheck of conflicting documents) uses

@@ -125,7 +125,13 @@ async fn stages(
         "connected to the source: replica set '{set_name}', MongoDB {}",
         source.version
     );
-    let destination = connect::connect(&options.destination).await?;
+    // Every copy worker keeps several inserts in flight, one connection each; a few more for
+    // the index builds and the status checks.
+    let pool = options
+        .num_parallel_collections
+        .saturating_mul(crate::copy::INSERTS_IN_FLIGHT as u32)
+        .saturating_add(4);
+    let destination = connect::connect_destination(&options.destination, pool).await?;
     info!(
         "connected to the destination: {}, MongoDB {}",
         destination

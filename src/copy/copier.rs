@@ -5,17 +5,28 @@
 //! next batch overlaps writing the last one. Documents stay the server's bytes from end to end:
 //! they are sliced out of the reply and inserted as they are, never decoded.
 //!
-//! Memory is bounded whatever the size of the data: each range holds about five batches (one
-//! arriving, [`BATCH_CHANNEL_CAPACITY`] queued, one being inserted and the driver's two copies
-//! of it), a batch holds about [`READ_BATCH_BYTES`] (the server caps it at 16 MiB, plus one
-//! document), and at most `-j` ranges are in flight.
+//! The writer keeps several inserts in flight (at most [`INSERTS_IN_FLIGHT`], and no new one
+//! once [`IN_FLIGHT_BYTES`] are on the way), each on its own pooled connection, so that a
+//! destination far away is not paid one round trip per batch: with one insert at a time, a
+//! 40 ms round trip costs 40 ms per 2 MiB batch, which is more than the insert itself. Inserts
+//! are acknowledged in order: the saved resume position only moves past a batch once every
+//! batch before it is in too.
+//!
+//! Memory is bounded whatever the size of the data. Per range: one batch arriving from the
+//! source, [`BATCH_CHANNEL_CAPACITY`] queued, and the inserts in flight, whose batches total at
+//! most [`IN_FLIGHT_BYTES`] plus the last one admitted (the driver also serializes each insert
+//! into its own buffer while sending it). A batch holds about [`READ_BATCH_BYTES`] (the server
+//! caps it at 16 MiB, plus one document). So with 2 MiB batches a range holds at most about
+//! 2 + 2 + (8 + 2) = 14 MiB of batches, plus the driver's send buffers, and at most `-j` ranges
+//! are copied at once.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
-use futures::TryStreamExt;
+use futures::stream::FuturesOrdered;
+use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, RawDocument, RawDocumentBuf};
 use mongodb::options::FindOptions;
 use mongodb::raw_batch_cursor::RawBatch;
@@ -42,6 +53,11 @@ pub const DEFAULT_READ_BATCH_DOCUMENTS: u32 = 1024;
 pub const READ_BATCH_DOCUMENTS: std::ops::RangeInclusive<u32> = 16..=10_000;
 /// Batches read ahead of the writer, per range being copied.
 pub const BATCH_CHANNEL_CAPACITY: usize = 1;
+/// Most inserts one range has in flight on the destination.
+pub const INSERTS_IN_FLIGHT: usize = 4;
+/// Bytes of batches in flight per range past which no further insert starts (the one that
+/// crossed it is already on its way).
+pub const IN_FLIGHT_BYTES: usize = 8 * 1024 * 1024;
 /// Most document bytes in one insert (the server's BSON object limit, 16 MiB).
 pub const MAX_INSERT_BYTES: usize = 16 * 1024 * 1024;
 /// Most documents in one insert.
@@ -346,8 +362,9 @@ async fn read(
     Ok(())
 }
 
-/// Inserts every batch from the channel, in inserts bounded by bytes and by count; after each
-/// acknowledged insert, `position` gets the last `_id` it held.
+/// Inserts every batch from the channel, several at a time (see [`INSERTS_IN_FLIGHT`] and
+/// [`IN_FLIGHT_BYTES`]), each in inserts bounded by bytes and by count; once a batch and every
+/// batch before it are acknowledged, `position` gets the last `_id` it held.
 async fn write(
     collection: &Collection<RawDocumentBuf>,
     ns: &Namespace,
@@ -356,45 +373,90 @@ async fn write(
     counted: &mut Counted,
     position: &(dyn Fn(&Bson) + Sync),
 ) -> Result<(), CopyError> {
+    let mut in_flight = FuturesOrdered::new();
+    let mut in_flight_bytes = 0usize;
+    let mut done = |inserted: Inserted, in_flight_bytes: &mut usize| {
+        *in_flight_bytes -= inserted.batch_bytes;
+        progress.add(inserted.documents, inserted.bytes);
+        counted.documents += inserted.documents;
+        counted.bytes += inserted.bytes;
+        if let Some(id) = &inserted.last_id {
+            position(id);
+        }
+    };
+    loop {
+        let full = in_flight.len() >= INSERTS_IN_FLIGHT || in_flight_bytes >= IN_FLIGHT_BYTES;
+        if full {
+            if let Some(inserted) = in_flight.next().await {
+                done(inserted?, &mut in_flight_bytes);
+            }
+            continue;
+        }
+        tokio::select! {
+            biased;
+            Some(inserted) = in_flight.next(), if !in_flight.is_empty() => {
+                done(inserted?, &mut in_flight_bytes);
+            }
+            batch = rx.recv() => {
+                let Some(batch) = batch else { break };
+                let size = batch.as_raw_document().as_bytes().len();
+                in_flight_bytes += size;
+                in_flight.push_back(insert_batch(collection, ns, batch, size));
+            }
+        }
+    }
+    while let Some(inserted) = in_flight.next().await {
+        done(inserted?, &mut in_flight_bytes);
+    }
+    Ok(())
+}
+
+/// What one batch's inserts put on the destination.
+struct Inserted {
+    documents: u64,
+    bytes: u64,
+    /// The `_id` of its last document.
+    last_id: Option<Bson>,
+    /// The size of the batch as received, counted against [`IN_FLIGHT_BYTES`].
+    batch_bytes: usize,
+}
+
+/// Inserts one batch, in inserts bounded by bytes and by count.
+async fn insert_batch(
+    collection: &Collection<RawDocumentBuf>,
+    ns: &Namespace,
+    batch: RawBatch,
+    batch_bytes: usize,
+) -> Result<Inserted, CopyError> {
     let malformed = |why: String| {
         CopyError::fatal(Failure::runtime(format!(
             "the source sent a malformed batch of {ns}: {why}"
         )))
     };
-    while let Some(batch) = rx.recv().await {
-        let mut chunk: Vec<&RawDocument> = Vec::new();
-        let mut chunk_last: Option<&RawDocument> = None;
-        let mut bytes = 0usize;
-        for item in batch.doc_slices().map_err(|e| malformed(e.to_string()))? {
-            let document = item
-                .map_err(|e| malformed(e.to_string()))?
-                .as_document()
-                .ok_or_else(|| malformed("an element is not a document".into()))?;
-            let size = document.as_bytes().len();
-            if !chunk.is_empty()
-                && (bytes + size > MAX_INSERT_BYTES || chunk.len() >= MAX_INSERT_DOCUMENTS)
-            {
-                flush(collection, ns, &mut chunk, &mut bytes, progress, counted).await?;
-                last_id(&chunk_last, position);
-            }
-            chunk_last = Some(document);
-            chunk.push(document);
-            bytes += size;
+    let mut inserted = Inserted {
+        documents: 0,
+        bytes: 0,
+        last_id: None,
+        batch_bytes,
+    };
+    let mut chunk: Vec<&RawDocument> = Vec::new();
+    let mut bytes = 0usize;
+    for item in batch.doc_slices().map_err(|e| malformed(e.to_string()))? {
+        let document = item
+            .map_err(|e| malformed(e.to_string()))?
+            .as_document()
+            .ok_or_else(|| malformed("an element is not a document".into()))?;
+        let size = document.as_bytes().len();
+        if !chunk.is_empty()
+            && (bytes + size > MAX_INSERT_BYTES || chunk.len() >= MAX_INSERT_DOCUMENTS)
+        {
+            flush(collection, ns, &mut chunk, &mut bytes, &mut inserted).await?;
         }
-        flush(collection, ns, &mut chunk, &mut bytes, progress, counted).await?;
-        last_id(&chunk_last, position);
+        chunk.push(document);
+        bytes += size;
     }
-    Ok(())
-}
-
-/// Reports the `_id` of the last document of an acknowledged insert.
-fn last_id(last: &Option<&RawDocument>, position: &(dyn Fn(&Bson) + Sync)) {
-    if let Some(id) = last
-        .and_then(|d| d.get("_id").ok().flatten())
-        .and_then(|id| Bson::try_from(id).ok())
-    {
-        position(&id);
-    }
+    flush(collection, ns, &mut chunk, &mut bytes, &mut inserted).await?;
+    Ok(inserted)
 }
 
 /// Inserts `chunk` (when not empty), counts it, and empties it.
@@ -403,17 +465,19 @@ async fn flush(
     ns: &Namespace,
     chunk: &mut Vec<&RawDocument>,
     bytes: &mut usize,
-    progress: &CollectionProgress,
-    counted: &mut Counted,
+    inserted: &mut Inserted,
 ) -> Result<(), CopyError> {
-    if chunk.is_empty() {
+    let Some(last) = chunk.last() else {
         return Ok(());
-    }
+    };
     writer::insert_or_replace(collection, ns, chunk).await?;
-    let (documents, size) = (chunk.len() as u64, *bytes as u64);
-    progress.add(documents, size);
-    counted.documents += documents;
-    counted.bytes += size;
+    inserted.documents += chunk.len() as u64;
+    inserted.bytes += *bytes as u64;
+    inserted.last_id = last
+        .get("_id")
+        .ok()
+        .flatten()
+        .and_then(|id| Bson::try_from(id).ok());
     chunk.clear();
     *bytes = 0;
     Ok(())

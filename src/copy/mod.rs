@@ -39,6 +39,7 @@ use ranges::IdRange;
 use resume::{Keeper, Save, Tracker};
 
 pub(crate) use copier::read_batch_documents;
+pub use copier::INSERTS_IN_FLIGHT;
 pub use destination::conflicts;
 
 /// What the initial sync did, and where the oplog stage starts.

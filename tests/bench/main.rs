@@ -6,15 +6,23 @@
 //! ceiling) and `mongomirror --verify` with `-j 1` and `-j 4`. docs/performance.md has the
 //! numbers.
 //!
+//! `--rtt-ms 0,10,40` repeats the copy runs with that much round trip added between every run
+//! and the destination (and `--source-rtt-ms N` on the source side), through the delaying proxy
+//! of [`proxy`]; ratios are then given against each run at 0 ms and against the baseline at the
+//! same round trip, all measured in the same invocation. `--mode script` runs the PyMongo
+//! copy-then-tail script `tests/bench/pymongo_mirror.py` and `mongomirror` side by side under the
+//! same source write load (see [`script`]).
+//!
 //! ```text
 //! cargo build --release --bins --examples
-//! target/release/examples/bench [--mode copy|verify] [--docs 1000000] [--secantusd PATH | --source URI --destination URI]
+//! target/release/examples/bench [--mode copy|verify|script] [--docs 1000000] [--rtt-ms 0,10,40]
+//!     [--source-rtt-ms N] [--secantusd PATH | --source URI --destination URI]
 //! ```
 //!
 //! Without URIs it starts two servers, each with a fresh data directory, from `--secantusd
 //! PROGRAM` (`secantusd-rs` or `secantusd-py`), else `MONGOMIRROR_TEST_SECANTUSD`, else the
-//! `secantusd-py` of the test harness venv `target/secantus-venv` (`cargo test --test it`
-//! provisions it). Each run is wrapped in GNU `/usr/bin/time` for CPU seconds and peak RSS; the
+//! test harness venv `target/secantus-venv` (`cargo test --test it` provisions it) running
+//! `tests/secantus/launch.py`, the launcher whose tailable oplog cursor loses nothing. Each run is wrapped in GNU `/usr/bin/time` for CPU seconds and peak RSS; the
 //! baseline runs as a child process too (this program with `--baseline-source` and
 //! `--baseline-destination`), so both are measured the same way.
 
@@ -28,6 +36,11 @@ use mongodb::bson::oid::ObjectId;
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Decimal128, Document, RawDocumentBuf};
 use mongodb::Client;
+
+mod proxy;
+mod script;
+
+use proxy::{Link, Proxy};
 
 const DB: &str = "bench";
 /// Share of the documents in each collection: a few collections of different sizes.
@@ -58,25 +71,45 @@ async fn main() -> Result<(), Error> {
     if let (Some(src), Some(dst)) = (flag("--read-source"), flag("--read-destination")) {
         return read_both(&src, &dst).await;
     }
-    let verify_mode = flag("--mode").as_deref() == Some("verify");
+    let mode = flag("--mode").unwrap_or_else(|| "copy".into());
+    let verify_mode = mode == "verify";
+    let rtts: Vec<u64> = flag("--rtt-ms")
+        .unwrap_or_else(|| "0".into())
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let source_rtt: u64 = flag("--source-rtt-ms")
+        .map(|d| d.parse())
+        .transpose()?
+        .unwrap_or(0);
     let docs: u64 = flag("--docs")
         .map(|d| d.parse())
         .transpose()?
         .unwrap_or(1_000_000);
+    let launcher =
+        match flag("--secantusd").or_else(|| std::env::var("MONGOMIRROR_TEST_SECANTUSD").ok()) {
+            // `--secantusd-arg`: an argument before the server's flags (a launcher script).
+            Some(exe) => std::iter::once(exe)
+                .chain(flag("--secantusd-arg"))
+                .collect(),
+            // The test harness venv: its scripts are run through its python.
+            None => vec![
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/target/secantus-venv/bin/python3"
+                )
+                .to_string(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/secantus/launch.py").to_string(),
+            ],
+        };
+    if mode == "script" {
+        let settings = script::Settings::from_flags(&flag, docs, &rtts)?;
+        return script::run(&launcher, &settings).await;
+    }
     let mut servers = Vec::new();
     let (source, destination) = match (flag("--source"), flag("--destination")) {
         (Some(s), Some(d)) => (s, d),
         _ => {
-            let launcher = match flag("--secantusd")
-                .or_else(|| std::env::var("MONGOMIRROR_TEST_SECANTUSD").ok())
-            {
-                Some(exe) => vec![exe],
-                // The test harness venv: its scripts are run through its python.
-                None => vec![
-                    "target/secantus-venv/bin/python3".to_string(),
-                    "target/secantus-venv/bin/secantusd-py".to_string(),
-                ],
-            };
             let s = Server::start(&launcher)?;
             let d = Server::start(&launcher)?;
             let uris = (s.uri(), d.uri());
@@ -117,74 +150,112 @@ async fn main() -> Result<(), Error> {
     if verify_mode {
         return verify_runs(&me, &mirror, &source, &destination, docs, bytes);
     }
-    let runs: [(&str, Vec<String>); 3] = [
+    println!(
+        "\n| added RTT ms | run | total s | copy s | docs/s | MB/s | vs same run at 0 ms | vs baseline at this RTT | CPU s per 1M docs | peak RSS MB |\n\
+         |---|---|---|---|---|---|---|---|---|---|"
+    );
+    // docs/s of each run at 0 ms, for the ratios.
+    let mut at_zero: Vec<Option<f64>> = vec![None; 3];
+    for rtt in rtts {
+        // One proxy per side for all runs at this round trip; `None`: connect directly.
+        let (_src_proxy, src_via) = via(&source, source_rtt)?;
+        let (_dst_proxy, dst_via) = via(&destination, rtt)?;
+        let runs = copy_runs(&me, &mirror, &src_via, &dst_via);
+        let mut baseline_rate = None;
+        for (k, (name, argv)) in runs.into_iter().enumerate() {
+            dst.database(DB).drop().await?;
+            let m = measure(&argv, STARTING, COMPLETED)?;
+            let mut copied = 0;
+            for (coll, _) in SHARES {
+                copied += dst
+                    .database(DB)
+                    .collection::<Document>(coll)
+                    .count_documents(doc! {})
+                    .await?;
+            }
+            if copied != seeded_docs(docs) {
+                return Err(
+                    format!("{name} copied {copied} of {} documents", seeded_docs(docs)).into(),
+                );
+            }
+            let copy = m.copy.as_secs_f64();
+            let rate = docs as f64 / copy;
+            if rtt == 0 {
+                at_zero[k] = Some(rate);
+            }
+            let baseline = *baseline_rate.get_or_insert(rate);
+            let vs_zero = at_zero[k].map_or("-".to_string(), |z| format!("{:.2}×", rate / z));
+            println!(
+                "| {rtt} | {name} | {:.1} | {copy:.1} | {rate:.0} | {:.1} | {vs_zero} | {:.2}× | {:.2} | {:.0} |",
+                m.total.as_secs_f64(),
+                bytes as f64 / 1e6 / copy,
+                rate / baseline,
+                m.cpu_seconds / (docs as f64 / 1e6),
+                m.peak_rss_kb as f64 / 1024.0
+            );
+        }
+    }
+    drop(servers);
+    Ok(())
+}
+
+/// The three copy runs, each a command line: the baseline, `mongomirror -j 1` and `-j 4`.
+fn copy_runs(
+    me: &Path,
+    mirror: &Path,
+    source: &str,
+    destination: &str,
+) -> [(&'static str, Vec<String>); 3] {
+    let mirror_j = |j: &str| -> Vec<String> {
+        vec![
+            mirror.display().to_string(),
+            "--host".into(),
+            source.into(),
+            "--destination".into(),
+            destination.into(),
+            "-j".into(),
+            j.into(),
+        ]
+    };
+    [
         (
             "baseline",
             vec![
                 me.display().to_string(),
                 "--baseline-source".into(),
-                source.clone(),
+                source.into(),
                 "--baseline-destination".into(),
-                destination.clone(),
+                destination.into(),
             ],
         ),
-        (
-            "mongomirror -j 1",
-            vec![
-                mirror.display().to_string(),
-                "--host".into(),
-                source.clone(),
-                "--destination".into(),
-                destination.clone(),
-                "-j".into(),
-                "1".into(),
-            ],
-        ),
-        (
-            "mongomirror -j 4",
-            vec![
-                mirror.display().to_string(),
-                "--host".into(),
-                source.clone(),
-                "--destination".into(),
-                destination.clone(),
-                "-j".into(),
-                "4".into(),
-            ],
-        ),
-    ];
-    println!(
-        "\n| run | total s | copy s | docs/s | MB/s | CPU s per 1M docs | peak RSS MB |\n\
-         |---|---|---|---|---|---|---|"
-    );
-    for (name, argv) in runs {
-        dst.database(DB).drop().await?;
-        let m = measure(&argv, STARTING, COMPLETED)?;
-        let mut copied = 0;
-        for (coll, _) in SHARES {
-            copied += dst
-                .database(DB)
-                .collection::<Document>(coll)
-                .count_documents(doc! {})
-                .await?;
-        }
-        if copied != seeded_docs(docs) {
-            return Err(
-                format!("{name} copied {copied} of {} documents", seeded_docs(docs)).into(),
-            );
-        }
-        let copy = m.copy.as_secs_f64();
-        println!(
-            "| {name} | {:.1} | {copy:.1} | {:.0} | {:.1} | {:.2} | {:.0} |",
-            m.total.as_secs_f64(),
-            docs as f64 / copy,
-            bytes as f64 / 1e6 / copy,
-            m.cpu_seconds / (docs as f64 / 1e6),
-            m.peak_rss_kb as f64 / 1024.0
-        );
+        ("mongomirror -j 1", mirror_j("1")),
+        ("mongomirror -j 4", mirror_j("4")),
+    ]
+}
+
+/// `uri` seen through a proxy adding `rtt_ms` of round trip: the proxy (kept alive by the
+/// caller) and the URI to use; without added latency, no proxy and `uri` itself.
+///
+/// The proxy forwards to the first host of `uri`; the URI returned connects directly to the
+/// proxy (`directConnection=true`), or the driver would learn the server's own address from
+/// `hello` and go around it. Other options of `uri` are dropped.
+pub(crate) fn via(uri: &str, rtt_ms: u64) -> Result<(Option<Proxy>, String), Error> {
+    let link = Link::round_trip_ms(rtt_ms);
+    if link.is_direct() {
+        return Ok((None, uri.to_string()));
     }
-    drop(servers);
-    Ok(())
+    let hosts = uri
+        .strip_prefix("mongodb://")
+        .ok_or("the proxy needs a mongodb:// URI")?;
+    let hosts = hosts.split(['/', '?']).next().unwrap_or_default();
+    let host = hosts.rsplit('@').next().unwrap_or_default();
+    let host = host.split(',').next().unwrap_or_default();
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(host)?
+        .next()
+        .ok_or_else(|| format!("{host} does not resolve"))?;
+    let proxy = Proxy::start(upstream, link)?;
+    let uri = format!("mongodb://{}/?directConnection=true", proxy.addr());
+    Ok((Some(proxy), uri))
 }
 
 /// The verification runs: the read ceiling, then `mongomirror --verify -j 1` and `-j 4`.
@@ -368,10 +439,15 @@ struct Measured {
 /// the start of the measured part.
 fn measure(argv: &[String], starting: &str, completed: &str) -> Result<Measured, Error> {
     use std::os::unix::process::CommandExt;
+    // A fresh working directory per run: mongomirror keeps its bookmark (and oplog spool) in
+    // the current directory, and a run that found the previous run's would resume its oplog
+    // sync instead of copying.
+    let workdir = tempfile::tempdir()?;
     let started = Instant::now();
     let mut child = Command::new("/usr/bin/time")
         .args(["-f", "TIME %U %S %M"])
         .args(argv)
+        .current_dir(workdir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0)

@@ -65,15 +65,16 @@ pub struct Proxy {
 
 impl Proxy {
     /// Listens on a free local port and forwards every connection to `upstream` over `link`.
+    /// May be called from inside another runtime: the proxy's own is built and run on its
+    /// thread.
     pub fn start(upstream: SocketAddr, link: Link) -> io::Result<Proxy> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?;
-        // Bound here, not on the runtime, so that it can start from inside another runtime.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(format!("proxy {addr}"))
@@ -82,7 +83,7 @@ impl Proxy {
                     if let Ok(listener) = TcpListener::from_std(listener) {
                         serve(listener, upstream, link, stopped).await;
                     }
-                })
+                });
             })?;
         Ok(Proxy {
             addr,

@@ -2,6 +2,7 @@
 //! (or real deployments, see [`support::real_deployment`]).
 
 mod auth;
+mod bench;
 mod catch_up;
 mod cli;
 mod connect;

@@ -44,6 +44,12 @@ pub use server::{
 pub use slots::MAX_LOCAL_SERVERS;
 pub use tls::TlsFiles;
 
+/// Holds `count` of the [`MAX_LOCAL_SERVERS`] server slots for servers started outside the
+/// harness (the benchmark starts its own); released when the permit is dropped.
+pub(crate) fn reserve_server_slots(count: usize) -> slots::Permit {
+    slots::acquire(count)
+}
+
 /// Databases that belong to the server rather than to the user; they are
 /// never compared and never dropped.
 pub const SYSTEM_DATABASES: [&str; 3] = ["admin", "local", "config"];
