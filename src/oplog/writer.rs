@@ -411,7 +411,8 @@ async fn prefetch<'o, 'a>(
     translated: &[Option<RawDocumentBuf>],
     collated: impl Fn(&Namespace) -> bool,
 ) -> Result<HashMap<(&'o Namespace, &'o [u8]), Track<'a>>, ApplyError> {
-    let mut tracks: HashMap<(&Namespace, &[u8]), Track<'a>> = HashMap::default();
+    let mut tracks: HashMap<(&Namespace, &[u8]), Track<'a>> =
+        HashMap::with_capacity_and_hasher(ops.len(), Default::default());
     let mut wanted: HashMap<&Namespace, Vec<(usize, &[u8])>> = HashMap::default();
     let mut first_touch = HashSet::default();
     for (i, op) in ops.iter().enumerate() {

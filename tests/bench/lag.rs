@@ -478,9 +478,10 @@ async fn load(
     });
     let clocks = async {
         while started.elapsed() < length {
-            clock
+            let written = clock
                 .update_one(doc! { "_id": 0 }, doc! { "$set": { "t": now_ms() } })
-                .await?;
+                .await;
+            tolerate(written.map(drop))?;
             tokio::time::sleep(CLOCK_EVERY).await;
         }
         Ok::<_, Error>(())
@@ -514,44 +515,76 @@ async fn writer(
         let due = Duration::from_secs_f64(done as f64 / rate);
         tokio::time::sleep_until((started + due).into()).await;
         let random = |rng: &mut Rng| id(oldest + rng.below((next - oldest).max(1) as u64) as i64);
-        match rng.below(20) {
+        // Ids advance before the write: a write lost to an outage is skipped, never retried into
+        // a duplicate; the comparison at the end is with whatever the source holds.
+        let written = match rng.below(20) {
             0..=5 => {
-                load.insert_one(body(id(next))).await?;
                 next += 1;
+                load.insert_one(body(id(next - 1))).await.map(drop)
             }
             6..=12 => {
                 let n = rng.below(1000) as i64;
-                load.update_one(
-                    doc! { "_id": random(&mut rng) },
-                    doc! { "$set": { "n": n } },
-                )
-                .await?;
+                let filter = doc! { "_id": random(&mut rng) };
+                load.update_one(filter, doc! { "$set": { "n": n } })
+                    .await
+                    .map(drop)
             }
             13..=17 if next - oldest > keep => {
-                load.delete_one(doc! { "_id": id(oldest) }).await?;
                 oldest += 1;
+                load.delete_one(doc! { "_id": id(oldest - 1) })
+                    .await
+                    .map(drop)
             }
             13..=17 => {
-                load.insert_one(body(id(next))).await?;
                 next += 1;
+                load.insert_one(body(id(next - 1))).await.map(drop)
             }
             _ => {
                 let other = random(&mut rng);
-                let mut session = client.start_session().await?;
-                session.start_transaction().await?;
-                load.insert_one(body(id(next)))
-                    .session(&mut session)
-                    .await?;
                 next += 1;
-                load.update_one(doc! { "_id": other }, doc! { "$inc": { "n": 1 } })
-                    .session(&mut session)
-                    .await?;
-                session.commit_transaction().await?;
+                transaction(client, &load, id(next - 1), other).await
             }
-        }
+        };
+        tolerate(written)?;
         done += 1;
     }
     Ok(done)
+}
+
+/// A small transaction: an insert and an update.
+async fn transaction(
+    client: &Client,
+    load: &Collection<Document>,
+    new: i64,
+    other: i64,
+) -> mongodb::error::Result<()> {
+    let mut session = client.start_session().await?;
+    session.start_transaction().await?;
+    load.insert_one(body(new)).session(&mut session).await?;
+    load.update_one(doc! { "_id": other }, doc! { "$inc": { "n": 1 } })
+        .session(&mut session)
+        .await?;
+    session.commit_transaction().await
+}
+
+/// A write that failed for a transient reason (a stalled server on a busy machine: a monitor
+/// timeout, a dropped connection) is logged and skipped; any other failure ends the benchmark.
+fn tolerate(written: mongodb::error::Result<()>) -> Result<(), Error> {
+    match written {
+        Err(e)
+            if e.contains_label("RetryableWriteError")
+                || e.contains_label("TransientTransactionError")
+                || matches!(
+                    *e.kind,
+                    mongodb::error::ErrorKind::ConnectionPoolCleared { .. }
+                        | mongodb::error::ErrorKind::Io(_)
+                ) =>
+        {
+            eprintln!("load: a write failed and is skipped: {e}");
+            Ok(())
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Whether `db.load` and `db.clock` hold the same documents, byte for byte, on both sides.
