@@ -106,24 +106,16 @@ async fn main() -> Result<(), Error> {
         .map(|s| s.parse().map(Duration::from_secs))
         .transpose()?;
 
-    let mut servers = Vec::new();
-    let (source, destination) = match (flag("--source"), flag("--destination")) {
-        (Some(s), Some(d)) => (s, d),
-        _ => {
-            let launcher = launcher(flag("--secantusd"), "tests/secantus/launch.py");
-            servers.push(Server::start(&launcher)?);
-            servers.push(Server::start(&launcher)?);
-            (servers[0].uri(), servers[1].uri())
-        }
-    };
+    // Without URIs every run gets two fresh servers: a test server's oplog queries slow down as
+    // its oplog grows, and runs must not inherit each other's.
+    let given = flag("--source").zip(flag("--destination"));
+    let launcher = launcher(flag("--secantusd"), "tests/secantus/launch.py");
     let me = std::env::current_exe()?;
     let mirror = me
         .parent()
         .and_then(Path::parent)
         .map(|dir| dir.join("mongomirror"))
         .ok_or("cannot find the mongomirror binary next to this example")?;
-    let src = Client::with_uri_str(&source).await?;
-    let dst = Client::with_uri_str(&destination).await?;
     println!(
         "{seconds} s of load per run, {docs} seeded documents\n\n\
          | added RTT ms | applier | ops/s asked | ops/s done | lag p50 ms | lag p99 ms | lag max ms | drain s | identical | CPU s | peak RSS MB |\n\
@@ -131,19 +123,30 @@ async fn main() -> Result<(), Error> {
     );
     let mut run = 0;
     for &rtt in &rtts {
-        let link = Link::round_trip_ms(rtt);
-        let proxy = match link.is_direct() {
-            true => None,
-            false => Some(Proxy::start(first_host(&destination)?, link)?),
-        };
-        let through = match &proxy {
-            Some(proxy) => through_proxy(&destination, &proxy.addr().to_string())?,
-            None => destination.clone(),
-        };
         for applier in &appliers {
             for &rate in &rates {
                 run += 1;
                 let db = format!("lag{run}");
+                let mut servers = Vec::new();
+                let (source, destination) = match &given {
+                    Some(uris) => uris.clone(),
+                    None => {
+                        servers.push(Server::start(&launcher)?);
+                        servers.push(Server::start(&launcher)?);
+                        (servers[0].uri(), servers[1].uri())
+                    }
+                };
+                let src = Client::with_uri_str(&source).await?;
+                let dst = Client::with_uri_str(&destination).await?;
+                let link = Link::round_trip_ms(rtt);
+                let proxy = match link.is_direct() {
+                    true => None,
+                    false => Some(Proxy::start(first_host(&destination)?, link)?),
+                };
+                let through = match &proxy {
+                    Some(proxy) => through_proxy(&destination, &proxy.addr().to_string())?,
+                    None => destination.clone(),
+                };
                 let argv = match applier.as_str() {
                     "mongomirror" => vec![
                         mirror.display().to_string(),
@@ -205,13 +208,14 @@ async fn main() -> Result<(), Error> {
                 );
                 src.database(&db).drop().await?;
                 dst.database(&db).drop().await?;
+                drop(proxy);
+                drop(servers);
                 if !r.identical && r.drain.is_some() {
                     return Err(format!("{applier} left {db} different from the source").into());
                 }
             }
         }
     }
-    drop(servers);
     Ok(())
 }
 
@@ -450,7 +454,7 @@ async fn seed(client: &Client, db: &str, docs: u64) -> Result<(), Error> {
 }
 
 /// Concurrent writers of the load: each owns the `_id`s congruent to its number.
-const WRITERS: u64 = 4;
+const WRITERS: u64 = 8;
 
 /// Runs the write load at `rate` operations per second for `length` ([`WRITERS`] writers at
 /// `rate / WRITERS` each), with a clock write every [`CLOCK_EVERY`]. Returns the operations done
@@ -464,10 +468,14 @@ async fn load(
 ) -> Result<(u64, i64), Error> {
     let clock = client.database(db).collection::<Document>("clock");
     let started = Instant::now();
+    // One transaction at a time: SecantusDB 0.7.0b3 can hang two concurrent commits for good.
+    let one_txn = tokio::sync::Mutex::new(());
+    let one_txn = &one_txn;
     let writers = (0..WRITERS).map(|w| {
         let load = client.database(db).collection::<Document>("load");
         writer(
             client,
+            one_txn,
             load,
             w,
             docs,
@@ -496,8 +504,10 @@ async fn load(
 }
 
 /// One writer of the load: `rate` operations per second on the `_id`s `w + WRITERS * j`.
+#[allow(clippy::too_many_arguments)]
 async fn writer(
     client: &Client,
+    one_txn: &tokio::sync::Mutex<()>,
     load: Collection<Document>,
     w: u64,
     docs: u64,
@@ -542,6 +552,7 @@ async fn writer(
             _ => {
                 let other = random(&mut rng);
                 next += 1;
+                let _alone = one_txn.lock().await;
                 transaction(client, &load, id(next - 1), other).await
             }
         };
