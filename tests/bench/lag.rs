@@ -683,7 +683,9 @@ async fn serial(source: &str, destination: &str, db: &str) -> Result<(), Error> 
     let mut cursor = oplog
         .find(doc! { "ts": { "$gt": after } })
         .cursor_type(CursorType::TailableAwait)
-        .max_await_time(Duration::from_millis(100))
+        // The tool's own cursor settings (`src/oplog/tail.rs`).
+        .max_await_time(Duration::from_secs(1))
+        .batch_size(5_000)
         .batch()
         .await?;
     eprintln!("{SERIAL_READY}");
