@@ -438,10 +438,11 @@ fn body(id: i64) -> Document {
     doc! { "_id": id, "n": 0_i64, "s": "x".repeat(150), "tags": ["a", "b"] }
 }
 
-/// `docs` documents in `db.load`, and the clock at 0.
+/// `docs` documents in `db.load` (rounded down to a multiple of [`WRITERS`], as each writer
+/// owns `docs / WRITERS` of them), and the clock at 0.
 async fn seed(client: &Client, db: &str, docs: u64) -> Result<(), Error> {
     let load = client.database(db).collection::<Document>("load");
-    let all: Vec<Document> = (0..docs as i64).map(body).collect();
+    let all: Vec<Document> = (0..(docs / WRITERS * WRITERS) as i64).map(body).collect();
     for chunk in all.chunks(1000) {
         load.insert_many(chunk.to_vec()).await?;
     }

@@ -49,7 +49,14 @@ fn bench(args: &[&str]) -> String {
             .arg("--python")
             .arg(&launcher.program);
     }
-    let mut child = cmd.spawn().expect("starting the bench");
+    run_bounded(cmd)
+}
+
+/// Runs `cmd` (its output piped, in its own process group) for at most [`TIMEOUT`]; returns its
+/// standard output, or panics with both outputs if it fails or runs out of time, after killing
+/// its whole process group.
+fn run_bounded(mut cmd: Command) -> String {
+    let mut child = cmd.spawn().expect("starting the benchmark");
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
     let out = std::thread::spawn(move || {
@@ -130,31 +137,18 @@ fn the_script_benchmark_runs_both_contenders_to_the_same_data() {
 async fn the_lag_benchmark_runs_on_tiny_sizes() {
     let pair = Pair::start().await;
     let (source, destination) = (pair.source.uri(), pair.destination.uri());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(example("lag"))
-            .args(["--source", &source, "--destination", &destination])
-            .args([
-                "--seconds",
-                "2",
-                "--rates",
-                "40",
-                "--rtt-ms",
-                "10",
-                "--docs",
-                "100",
-            ])
-            .args(["--appliers", "mongomirror,serial"])
-            .output()
-            .expect("the lag example runs")
+    let stdout = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(example("lag"));
+        cmd.args(["--source", &source, "--destination", &destination])
+            .args(["--seconds", "2", "--rates", "40", "--rtt-ms", "10"])
+            .args(["--docs", "100", "--appliers", "mongomirror,serial"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        run_bounded(cmd)
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| 10 |")).collect();
     assert_eq!(rows.len(), 2, "{stdout}");
     for (row, applier) in rows.iter().zip(["mongomirror", "serial"]) {
