@@ -690,7 +690,16 @@ async fn serial(source: &str, destination: &str, db: &str) -> Result<(), Error> 
         .batch()
         .await?;
     eprintln!("{SERIAL_READY}");
-    while let Some(batch) = cursor.try_next().await? {
+    // Stopped by SIGINT, like mongomirror, even when started with SIGINT ignored (a shell's
+    // background job): handling it overrides an inherited ignore.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let batch = tokio::select! {
+            batch = cursor.try_next() => batch?,
+            _ = &mut interrupted => return Ok(()),
+        };
+        let Some(batch) = batch else { break };
         for entry in batch.doc_slices()? {
             let entry = entry?;
             if let Some(entry) = entry.as_document() {

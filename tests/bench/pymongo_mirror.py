@@ -10,10 +10,16 @@ documents, then a tailable cursor on `local.oplog.rs` replayed one entry at a ti
 It runs until interrupted.
 """
 
+import signal
 import sys
 
 import pymongo
 from pymongo.errors import BulkWriteError
+
+
+# Stopped by SIGINT even when started with it ignored (a shell's background job passes the
+# ignore on, and Python then keeps it): the default handler raises KeyboardInterrupt.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def log(message):
