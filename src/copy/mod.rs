@@ -167,7 +167,9 @@ pub async fn run(
     }
     let saver = Saver::start(tracker.clone(), save.clone());
     let copied = copier::run(context, tasks, workers).await;
-    drop(saver);
+    // Stopped and waited for, so that a periodic save still writing cannot land after the
+    // final one below with an older state.
+    saver.stop().await;
     drop(ticker);
     copied?;
     let state = tracker.snapshot();
@@ -209,12 +211,13 @@ pub async fn run(
     Ok(outcome)
 }
 
-/// Saves the copy's progress every [`resume::SAVE_INTERVAL`] while it changes, until dropped.
-struct Saver(tokio::task::JoinHandle<()>);
+/// Saves the copy's progress every [`resume::SAVE_INTERVAL`] while it changes, until stopped
+/// or dropped.
+struct Saver(Option<tokio::task::JoinHandle<()>>);
 
 impl Saver {
     fn start(tracker: Arc<Tracker>, save: Save) -> Self {
-        Saver(tokio::spawn(async move {
+        Saver(Some(tokio::spawn(async move {
             let mut interval = tokio::time::interval(resume::SAVE_INTERVAL);
             loop {
                 interval.tick().await;
@@ -224,13 +227,24 @@ impl Saver {
                     }
                 }
             }
-        }))
+        })))
+    }
+
+    /// Stops the periodic saves, waiting for a save in progress to finish: aborting a task only
+    /// takes effect at its next await, and a save has none.
+    async fn stop(mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
 impl Drop for Saver {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
     }
 }
 
