@@ -39,6 +39,9 @@ use mongodb::Client;
 
 mod proxy;
 mod script;
+mod server;
+
+use server::Server;
 
 use proxy::{Link, Proxy};
 
@@ -55,7 +58,7 @@ const COMPLETED: &str = "initial sync completed";
 const VERIFY_STARTING: &str = "verification: comparing the documents";
 const VERIFY_COMPLETED: &str = "verification: the destination matches the source";
 
-type Error = Box<dyn std::error::Error>;
+use server::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -491,55 +494,4 @@ fn interrupt(child: &Child) {
     let _ = Command::new("kill")
         .args(["-INT", "--", &format!("-{}", child.id())])
         .status();
-}
-
-/// A `secantusd-py` on a free port, in memory, stopped on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    /// The server's data files, removed on drop (after the server).
-    _storage: tempfile::TempDir,
-}
-
-impl Server {
-    /// Starts `launcher` (secantusd-py or secantusd-rs) on a free port with a fresh data directory.
-    fn start(launcher: &[String]) -> Result<Server, Error> {
-        let storage = tempfile::tempdir()?;
-        let storage_path = storage.path().to_str().ok_or("temp dir is not UTF-8")?;
-        // One of the two servers logs its port on stdout, the other on stderr: merge them.
-        let mut child = Command::new("sh")
-            .args(["-c", "exec \"$@\" 2>&1", "sh"])
-            .args(launcher)
-            .args(["--host", "127.0.0.1", "--port", "0", "--cache-size", "1G"])
-            .args(["--storage-path", storage_path])
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", launcher.join(" ")))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let port = loop {
-            let line = lines.next().ok_or("the server exited before listening")??;
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                break addr.rsplit(':').next().unwrap_or_default().trim().parse()?;
-            }
-        };
-        // Keep draining the server's log so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Ok(Server {
-            child,
-            port,
-            _storage: storage,
-        })
-    }
-
-    fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

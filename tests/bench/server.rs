@@ -1,5 +1,8 @@
 //! Servers and measured child processes shared by the benchmarks.
 
+// Shared by the `bench` and `lag` examples, each of which uses only part of it.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
