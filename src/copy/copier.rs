@@ -126,14 +126,14 @@ impl Job {
     /// The progress of this collection, registered when its first range starts.
     fn progress(&self, progress: &Progress) -> &Arc<CollectionProgress> {
         let (_, p) = self.started.get_or_init(|| {
+            // Registered before the line is logged: whoever sees the line finds the
+            // collection on the status endpoint already.
+            let started = progress.start(self.ns.to_string(), self.documents, self.bytes);
             info!(
                 "copying {}: about {} documents{}",
                 self.ns, self.documents, self.split
             );
-            (
-                Instant::now(),
-                progress.start(self.ns.to_string(), self.documents, self.bytes),
-            )
+            (Instant::now(), started)
         });
         p
     }
