@@ -330,7 +330,7 @@ impl Run<'_> {
                 bookmark::save(&path, &saved)
             }
         });
-        save(&tracker.snapshot())?;
+        tracker.save(&save)?;
         self.status
             .set_stage(Stage::InitialSync, "copying collections");
         let keeper = Keeper {
@@ -341,7 +341,7 @@ impl Run<'_> {
         let copied = tokio::select! {
             copied = copy::run(source, destination, options, &plan, start_ts, &self.status, &keeper) => copied?,
             _ = self.shutdown.wait() => {
-                save(&tracker.snapshot())?;
+                tracker.save(&save)?;
                 info!("stopped during the initial sync: its progress is saved, and the next start goes on from there");
                 return Ok(());
             }

@@ -137,7 +137,7 @@ pub async fn run(
         )
         .await?;
         tracker.catalog_created();
-        save(&tracker.snapshot())?;
+        tracker.save(save)?;
     } else {
         info!(
             "initial sync starting again; the catalog is created already, and the oplog will be replayed from timestamp {}:{}",
@@ -148,7 +148,7 @@ pub async fn run(
     let workers = options.num_parallel_collections.max(1) as usize;
     if tracker.snapshot().collections.is_empty() {
         tracker.planned(plan_ranges(source, plan, workers).await);
-        save(&tracker.snapshot())?;
+        tracker.save(save)?;
     }
     let (jobs, tasks) = tasks(&tracker.snapshot())?;
     let progress = Arc::new(Progress::new(options.verbosity, status.clone()));
@@ -167,13 +167,11 @@ pub async fn run(
     }
     let saver = Saver::start(tracker.clone(), save.clone());
     let copied = copier::run(context, tasks, workers).await;
-    // Stopped and waited for, so that a periodic save still writing cannot land after the
-    // final one below with an older state.
+    // No periodic save after the final one below (the tracker keeps saves in order anyway).
     saver.stop().await;
     drop(ticker);
     copied?;
-    let state = tracker.snapshot();
-    save(&state)?;
+    let state = tracker.save(save)?;
     let relaxed_indexes = state
         .collections
         .iter()
@@ -222,7 +220,7 @@ impl Saver {
             loop {
                 interval.tick().await;
                 if tracker.take_changed() {
-                    if let Err(failure) = save(&tracker.snapshot()) {
+                    if let Err(failure) = tracker.save(&save) {
                         warn!("{}", failure.message);
                     }
                 }

@@ -46,6 +46,8 @@ pub struct Keeper {
 pub struct Tracker {
     state: Mutex<CopyState>,
     changed: AtomicBool,
+    /// Held while a save writes: see [`Tracker::save`].
+    saving: Mutex<()>,
 }
 
 impl Tracker {
@@ -54,6 +56,7 @@ impl Tracker {
         Arc::new(Tracker {
             state: Mutex::new(state),
             changed: AtomicBool::new(false),
+            saving: Mutex::new(()),
         })
     }
 
@@ -69,6 +72,18 @@ impl Tracker {
     /// The current state.
     pub fn snapshot(&self) -> CopyState {
         self.lock().clone()
+    }
+
+    /// Saves the current state with `save`, and returns what was saved.
+    ///
+    /// One save at a time, each of the state as it is when that save begins: a periodic save
+    /// still running when the copy is stopped can neither write an older state over a newer
+    /// one nor race another save for the bookmark's temporary file.
+    pub fn save(&self, save: &Save) -> Result<CopyState> {
+        let _one = self.saving.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = self.snapshot();
+        save(&state)?;
+        Ok(state)
     }
 
     /// Whether the state changed since the last call.
@@ -171,6 +186,49 @@ fn bson(value: serde_json::Value) -> Result<Bson> {
 mod tests {
     use super::*;
     use mongodb::bson::{doc, oid::ObjectId, Decimal128};
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn saves_run_one_at_a_time_and_never_go_back() {
+        let tracker = Tracker::new(CopyState::default());
+        let writing = Arc::new(AtomicUsize::new(0));
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let save: Save = Arc::new({
+            let (writing, written) = (writing.clone(), written.clone());
+            move |state: &CopyState| {
+                assert_eq!(
+                    writing.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "two saves at once"
+                );
+                std::thread::sleep(Duration::from_micros(200));
+                written.lock().unwrap().push(state.namespaces.len());
+                writing.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        });
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..50 {
+                        tracker.save(&save).unwrap();
+                    }
+                });
+            }
+            scope.spawn(|| {
+                for i in 0..200 {
+                    tracker.change(|s| s.namespaces.push(format!("db.c{i}")));
+                    std::thread::yield_now();
+                }
+            });
+        });
+        let written = written.lock().unwrap();
+        assert_eq!(written.len(), 200);
+        assert!(
+            written.windows(2).all(|w| w[0] <= w[1]),
+            "an older state was saved after a newer one: {written:?}"
+        );
+    }
 
     #[test]
     fn ranges_and_positions_keep_their_types() {
