@@ -137,6 +137,25 @@ pub struct CollectionState {
     /// The `_id` ranges (until done).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ranges: Vec<RangeState>,
+    /// The source collection's `info.uuid` (canonical extended JSON) when it was planned, or
+    /// when it was last found renamed: a name that no longer holds it was renamed or dropped
+    /// meanwhile (see `copy::moved`). None when the source does not give one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<serde_json::Value>,
+    /// Renamed on the source while it was copied: where it is read from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<MovedTo>,
+}
+
+/// Where a collection renamed during its copy is now, on the source. The destination keeps
+/// it under its name at the copy's starting point, where replay expects it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MovedTo {
+    /// `db.collection` on the source.
+    pub ns: String,
+    /// The position of the last rename that brought it there.
+    pub at: Position,
 }
 
 /// One `_id` range of a collection; bounds and positions are canonical extended JSON.

@@ -96,18 +96,17 @@ pub struct Restored {
     pub relaxed: Vec<String>,
 }
 
-/// Builds every index of a source collection on the destination with one `createIndexes`.
+/// Builds `specs` (a source collection's, from [`source_specs`]) on the destination collection
+/// `ns` with one `createIndexes`.
 ///
 /// Unique indexes are built without `unique`: the copy is fuzzy, so until oplog sync has caught
 /// up with it, two documents may hold one unique value for a while ([`crate::oplog::catchup`]
 /// converts them afterwards).
 pub async fn restore(
-    source: &Client,
     destination: &Client,
     ns: &Namespace,
-    rules: SpecRules,
+    mut specs: Vec<Document>,
 ) -> Result<Restored> {
-    let mut specs = source_specs(source, ns, rules).await?;
     if specs.is_empty() {
         return Ok(Restored::default());
     }

@@ -27,17 +27,18 @@ use std::time::Instant;
 
 use futures::stream::FuturesOrdered;
 use futures::{StreamExt, TryStreamExt};
-use mongodb::bson::{Bson, Document, RawDocument, RawDocumentBuf};
+use mongodb::bson::{Bson, Document, RawDocument, RawDocumentBuf, Timestamp};
 use mongodb::options::FindOptions;
 use mongodb::raw_batch_cursor::RawBatch;
 use mongodb::{Client, Collection};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::info;
+use tracing::{info, warn};
 
+use super::moved::{self, Whereabouts};
 use super::progress::{CollectionProgress, Progress};
 use super::ranges::IdRange;
-use super::resume::Tracker;
+use super::resume::{Save, Tracker};
 use super::writer;
 use super::CopyError;
 use crate::cli::Namespace;
@@ -81,6 +82,20 @@ pub struct Job {
     split: String,
     ranges_left: AtomicUsize,
     started: OnceLock<(Instant, Arc<CollectionProgress>)>,
+    /// Where it is read from on the source.
+    origin: Origin,
+}
+
+/// Where a collection is read from on the source: its own name, or where it went when it was
+/// renamed during the copy (see [`super::moved`]).
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The namespace it is read from.
+    pub source: Namespace,
+    /// Its `info.uuid` there, when the server gives one: without it, renames are not followed.
+    pub uuid: Option<Bson>,
+    /// The rename that brought it to `source`; `None`: it was there at the copy's start.
+    pub since: Option<Timestamp>,
 }
 
 impl Job {
@@ -104,7 +119,6 @@ impl Job {
         };
         Job {
             index,
-            ns,
             by_id,
             documents,
             bytes,
@@ -112,7 +126,19 @@ impl Job {
             split,
             ranges_left: AtomicUsize::new(left),
             started: OnceLock::new(),
+            origin: Origin {
+                source: ns.clone(),
+                uuid: None,
+                since: None,
+            },
+            ns,
         }
+    }
+
+    /// The same job, read from `origin`.
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
     }
 
     /// Documents and bytes copied (zero before the copy starts).
@@ -170,6 +196,10 @@ pub struct Context {
     pub index_restore: Option<indexes::SpecRules>,
     /// The copy's progress, for a restart.
     pub tracker: Arc<Tracker>,
+    /// Saves it.
+    pub save: Save,
+    /// The copy's starting point: the oplog is replayed from there.
+    pub start_ts: Timestamp,
 }
 
 /// Runs every task on `workers` workers; the first failure stops the others.
@@ -214,8 +244,37 @@ async fn worker(context: Arc<Context>, queue: Arc<Mutex<VecDeque<Task>>>) -> Res
     }
 }
 
-/// The last range of a collection is in: log it and build its indexes.
-async fn finish(context: &Context, job: &Job, progress: &Arc<CollectionProgress>) -> Result<()> {
+/// The last range of a collection is in: make sure it was not renamed meanwhile, log it and
+/// build its indexes.
+async fn finish(
+    context: &Context,
+    job: &Arc<Job>,
+    progress: &Arc<CollectionProgress>,
+) -> Result<()> {
+    let mut read = job.clone();
+    let mut copies = 0;
+    // The index specs are listed before the name is checked: if it still holds the collection
+    // then, they are that collection's.
+    let specs = loop {
+        let specs = match context.index_restore {
+            Some(rules) => {
+                indexes::source_specs(&context.source, &read.origin.source, rules).await?
+            }
+            None => Vec::new(),
+        };
+        match settle(context, &read, progress).await? {
+            None => break specs,
+            Some(again) => read = again,
+        }
+        copies += 1;
+        if copies == MOST_COPIES_AGAIN {
+            return Err(Failure::runtime(format!(
+                "{} keeps being renamed on the source while it is copied",
+                job.ns
+            ))
+            .hint("stop renaming it during the initial sync, then start mongomirror again: the copy goes on from where it stopped"));
+        }
+    };
     context.progress.finish(progress);
     let elapsed = job
         .started
@@ -228,15 +287,64 @@ async fn finish(context: &Context, job: &Job, progress: &Arc<CollectionProgress>
         progress.documents(),
         progress.bytes()
     );
-    let restored = match context.index_restore {
-        Some(rules) => {
-            indexes::restore(&context.source, &context.destination, &job.ns, rules).await?
-        }
-        None => indexes::Restored::default(),
-    };
+    let restored = indexes::restore(&context.destination, &job.ns, specs).await?;
     progress.complete(restored.built as u64);
     context.tracker.collection_done(job.index, restored.relaxed);
     Ok(())
+}
+
+/// The most times one collection is copied again because it was renamed while it was copied.
+const MOST_COPIES_AGAIN: usize = 10;
+
+/// Makes sure the name `job` was read from still holds its collection. One renamed meanwhile
+/// is copied again, whole, from where it is now, into its own name on the destination (see
+/// [`super::moved`]): the job that read it then is returned.
+async fn settle(
+    context: &Context,
+    job: &Job,
+    progress: &CollectionProgress,
+) -> Result<Option<Arc<Job>>> {
+    let Some(uuid) = &job.origin.uuid else {
+        return Ok(None);
+    };
+    let since = job.origin.since.unwrap_or(context.start_ts);
+    let read = &job.origin.source;
+    let (to, at, uuid) = match moved::whereabouts(&context.source, read, uuid, since).await? {
+        Whereabouts::Here | Whereabouts::Gone => return Ok(None),
+        Whereabouts::Renamed { ns, at, uuid } => (ns, at, uuid),
+    };
+    let was = if *read == job.ns {
+        job.ns.to_string()
+    } else {
+        format!("{} (read from {read})", job.ns)
+    };
+    warn!(
+        "{was} was renamed to {to} while it was being copied: copying it again, whole, from {to}, so that replaying the rename finds every document"
+    );
+    // Emptied before the new origin is saved: a restart in between finds the name
+    // renamed again, and empties it again.
+    moved::empty(&context.destination, &job.ns).await?;
+    let origin = Origin {
+        source: to,
+        uuid,
+        since: Some(at),
+    };
+    context.tracker.moved(job.index, &origin);
+    context.tracker.save(&context.save)?;
+    progress.retract(progress.documents(), progress.bytes());
+    let whole = IdRange::default();
+    let again = Job::new(
+        job.index,
+        job.ns.clone(),
+        (job.documents, job.bytes),
+        job.by_id,
+        std::slice::from_ref(&whole),
+        1,
+    );
+    let again = Arc::new(again.with_origin(origin));
+    copy_range_with_retries(context, &again, (0, &whole), progress).await?;
+    context.tracker.range_done(job.index, 0);
+    Ok(Some(again))
 }
 
 /// Copies one range; after a transient failure it goes on from the last `_id` copied (or starts
@@ -301,10 +409,11 @@ async fn copy_range(
 ) -> Result<(), CopyError> {
     let ns = &job.ns;
     let (tx, rx) = mpsc::channel(BATCH_CHANNEL_CAPACITY);
+    let from = &job.origin.source;
     let source = context
         .source
-        .database(&ns.db)
-        .collection::<Document>(&ns.coll);
+        .database(&from.db)
+        .collection::<Document>(&from.coll);
     let destination = context
         .destination
         .database(&ns.db)
@@ -317,7 +426,7 @@ async fn copy_range(
     tokio::try_join!(
         read(
             &source,
-            ns,
+            from,
             (range, after.as_ref(), job.by_id),
             job.read_batch,
             tx

@@ -14,6 +14,7 @@
 
 mod copier;
 mod destination;
+mod moved;
 pub mod progress;
 pub mod ranges;
 pub mod resume;
@@ -33,7 +34,7 @@ use crate::cli::Options;
 use crate::connect::Connected;
 use crate::error::{Failure, Result};
 use crate::status::Status;
-use copier::{Context, Job, Task};
+use copier::{Context, Job, Origin, Task};
 use progress::Progress;
 use ranges::IdRange;
 use resume::{Keeper, Save, Tracker};
@@ -161,6 +162,8 @@ pub async fn run(
             ttl_without_expiry: options.ttl_without_expiry,
         }),
         tracker: tracker.clone(),
+        save: save.clone(),
+        start_ts,
     });
     if options.no_index_restore {
         info!("--noIndexRestore: indexes are not built");
@@ -283,9 +286,38 @@ async fn plan_ranges(
             done: false,
             relaxed_indexes: Vec::new(),
             ranges: id_ranges.iter().map(resume::range_state).collect(),
+            uuid: moved::uuid_of(&c.spec).map(mongodb::bson::Bson::into_canonical_extjson),
+            moved_to: None,
         });
     }
     out
+}
+
+/// Where a collection of the bookmark is read from.
+fn origin(ns: &Namespace, c: &CollectionState) -> Result<Origin> {
+    let untrusted = |what: &str| {
+        Failure::runtime(format!("the bookmark holds {what} for {ns}"))
+            .hint("restore the bookmark file, or pass --forceDump --drop to start the copy over")
+    };
+    let uuid = c
+        .uuid
+        .clone()
+        .map(mongodb::bson::Bson::try_from)
+        .transpose()
+        .map_err(|e| untrusted("a UUID that is not extended JSON").cause(e))?;
+    let (source, since) = match &c.moved_to {
+        Some(m) => (
+            Namespace::parse(&m.ns)
+                .map_err(|e| untrusted("a renamed namespace that is not one").cause(e))?,
+            Some(m.at.into()),
+        ),
+        None => (ns.clone(), None),
+    };
+    Ok(Origin {
+        source,
+        uuid,
+        since,
+    })
 }
 
 /// The jobs of the collections not done yet, and their work: the ranges left, or the indexes
@@ -312,14 +344,15 @@ fn tasks(state: &CopyState) -> Result<(Vec<Arc<Job>>, VecDeque<Task>)> {
             .map(resume::range_from)
             .collect::<Result<Vec<_>>>()?;
         let left: Vec<usize> = (0..c.ranges.len()).filter(|r| !c.ranges[*r].done).collect();
-        let job = Arc::new(Job::new(
+        let job = Job::new(
             index,
-            ns,
+            ns.clone(),
             (c.documents, c.bytes),
             c.by_id,
             &id_ranges,
             left.len(),
-        ));
+        );
+        let job = Arc::new(job.with_origin(origin(&ns, c)?));
         if left.is_empty() {
             tasks.push_back(Task {
                 job: job.clone(),
@@ -333,4 +366,70 @@ fn tasks(state: &CopyState) -> Result<(Vec<Arc<Job>>, VecDeque<Task>)> {
         jobs.push(job);
     }
     Ok((jobs, tasks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson::{spec::BinarySubtype, Binary, Bson};
+
+    /// A collection found renamed is saved with where it went, and a restart reads it from
+    /// there, whole, with the UUID it has there.
+    #[test]
+    fn a_renamed_collection_resumes_from_where_it_went() {
+        let ns = Namespace::new("app", "staging");
+        let planned = Bson::Binary(Binary {
+            subtype: BinarySubtype::Uuid,
+            bytes: vec![1; 16],
+        });
+        let tracker = Tracker::new(CopyState {
+            collections: vec![CollectionState {
+                ns: ns.to_string(),
+                documents: 10,
+                bytes: 100,
+                by_id: true,
+                done: false,
+                relaxed_indexes: vec![],
+                ranges: vec![
+                    resume::range_state(&IdRange::default()),
+                    resume::range_state(&IdRange::default()),
+                ],
+                uuid: Some(planned.clone().into_canonical_extjson()),
+                moved_to: None,
+            }],
+            ..CopyState::default()
+        });
+        let first = origin(&ns, &tracker.snapshot().collections[0]).unwrap();
+        assert_eq!(first.source, ns);
+        assert_eq!(first.uuid, Some(planned));
+        assert_eq!(first.since, None);
+
+        let now = Bson::Binary(Binary {
+            subtype: BinarySubtype::Uuid,
+            bytes: vec![2; 16],
+        });
+        let at = Timestamp {
+            time: 7,
+            increment: 3,
+        };
+        tracker.moved(
+            0,
+            &Origin {
+                source: Namespace::new("app", "live"),
+                uuid: Some(now.clone()),
+                since: Some(at),
+            },
+        );
+        let text = serde_json::to_string(&tracker.snapshot()).unwrap();
+        let back: CopyState = serde_json::from_str(&text).unwrap();
+        let c = &back.collections[0];
+        assert_eq!(c.ranges.len(), 1, "copied again whole: {text}");
+        assert!(!c.done && !c.ranges[0].done);
+        let again = origin(&ns, c).unwrap();
+        assert_eq!(again.source, Namespace::new("app", "live"));
+        assert_eq!(again.uuid, Some(now));
+        assert_eq!(again.since, Some(at));
+        let (jobs, tasks) = tasks(&back).unwrap();
+        assert_eq!((jobs.len(), tasks.len()), (1, 1));
+    }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use mongodb::bson::Bson;
 
 use super::ranges::IdRange;
-use crate::bookmark::{CollectionState, CopyState, RangeState};
+use crate::bookmark::{CollectionState, CopyState, MovedTo, RangeState};
 use crate::cli::Namespace;
 use crate::error::{Failure, Result};
 
@@ -141,6 +141,22 @@ impl Tracker {
         });
     }
 
+    /// The collection was renamed while it was copied: it is copied again, whole, from `origin`.
+    pub fn moved(&self, collection: usize, origin: &super::copier::Origin) {
+        let whole = range_state(&IdRange::default());
+        self.change(|s| {
+            if let Some(c) = s.collections.get_mut(collection) {
+                c.done = false;
+                c.ranges = vec![whole];
+                c.uuid = origin.uuid.clone().map(Bson::into_canonical_extjson);
+                c.moved_to = origin.since.map(|at| MovedTo {
+                    ns: origin.source.to_string(),
+                    at: at.into(),
+                });
+            }
+        });
+    }
+
     /// The collection's documents and indexes are in; `relaxed` are its unique indexes built
     /// without `unique`.
     pub fn collection_done(&self, collection: usize, relaxed: Vec<String>) {
@@ -251,6 +267,8 @@ mod tests {
             done: false,
             relaxed_indexes: vec![],
             ranges: vec![state],
+            uuid: None,
+            moved_to: None,
         }]);
         assert!(tracker.take_changed());
         assert!(!tracker.take_changed());

@@ -254,3 +254,50 @@ async fn a_duplicate_key_after_catch_up_stops_the_run() {
         "something other than mongomirror wrote to the destination",
     );
 }
+
+/// The everyday "load into staging, rename over live" while the copy of staging runs, then a
+/// second rename: the renamed collection's documents are all copied (the later ranges, read
+/// after the rename, would otherwise find its name empty or taken by a new collection, and
+/// replaying the renames would move that partial copy), and replaying the renames moves them
+/// to their final name.
+#[tokio::test]
+async fn a_collection_renamed_during_its_copy_is_copied_whole() {
+    let Some(fuzzy) = hold_the_copy(false).await else {
+        return;
+    };
+    let admin = fuzzy.src.database("admin");
+    let live = fuzzy.src.database("app").collection::<Document>("live");
+    live.insert_one(doc! { "_id": "the live collection before" })
+        .await
+        .unwrap();
+    admin
+        .run_command(
+            doc! { "renameCollection": "app.accounts", "to": "app.live", "dropTarget": true },
+        )
+        .await
+        .unwrap();
+    live.insert_one(doc! { "_id": "written after the rename" })
+        .await
+        .unwrap();
+    admin
+        .run_command(doc! { "renameCollection": "app.live", "to": "app.archive" })
+        .await
+        .unwrap();
+    // A new collection takes the first name, with `_id`s the renamed one has too.
+    fuzzy
+        .accounts()
+        .insert_many((DOCS - 5..DOCS + 5).map(|i| doc! { "_id": i, "u": -i }))
+        .await
+        .unwrap();
+    let log = fuzzy.converges().await;
+    assert!(
+        log.contains("app.accounts was renamed to app.archive while it was being copied"),
+        "{log}"
+    );
+    let archived = fuzzy.dst.database("app").collection::<Document>("archive");
+    assert_eq!(
+        archived.count_documents(doc! {}).await.unwrap(),
+        u64::try_from(DOCS).unwrap() + 1
+    );
+    fuzzy.stop().await;
+}
