@@ -13,8 +13,8 @@ use crate::connect::{self, Connected};
 use crate::copy;
 use crate::copy::resume::{Keeper, Save, Tracker};
 use crate::cutover::Control;
-use crate::error::ExitCode;
 use crate::error::Result;
+use crate::error::{ExitCode, Failure};
 use crate::oplog;
 use crate::oplog::catchup::CatchingUp;
 use crate::oplog::sync::{self, OplogSync};
@@ -269,26 +269,9 @@ impl Run<'_> {
                 copy.collections.len()
             );
         }
-        // The starting point comes first: anything written after it, including to collections
-        // the survey below does or does not see, is in the oplog the next stage replays.
-        let read = match resume.as_ref().map(|(start, _)| *start) {
-            Some(start) => Ok(start),
-            None => oplog::newest_timestamp(&source.client).await,
-        };
-        let read = match read {
-            Ok(ts) => catalog::survey(
-                &source.client,
-                &options.filter,
-                options.coll_stats_threshold,
-            )
-            .await
-            .map(|plan| (ts, plan)),
-            Err(e) => Err(e),
-        };
-        let (start_ts, plan) = match read {
-            Ok(read) => read,
-            Err(e) => return Err(preflight::explain_read_failure(source, destination, e).await),
-        };
+        let (start_ts, plan) = self
+            .start_and_plan(resume.as_ref().map(|(start, _)| *start))
+            .await?;
         log_plan(&plan);
         // The namespaces a resumed copy planned are this migration's own on the destination.
         let ours: HashSet<Namespace> = resume
@@ -356,7 +339,60 @@ impl Run<'_> {
         self.save(Phase::OplogSync, copied.start_ts, Some(catch_up.clone()))?;
         self.oplog_sync(sync, Some(catch_up)).await
     }
+
+    /// The copy's starting point and what it copies.
+    ///
+    /// The starting point comes first: anything written after it, including to collections the
+    /// survey does or does not see, is in the oplog the next stage replays. But a collection
+    /// renamed in between is seen under its new name only, while replay expects it under the
+    /// old one: a fresh start then takes a new starting point and surveys again.
+    async fn start_and_plan(
+        &self,
+        resume: Option<Timestamp>,
+    ) -> Result<(Timestamp, Vec<SourceCollection>)> {
+        let (source, options) = (&self.source, self.options);
+        let mut surveys = 0;
+        loop {
+            let read = match resume {
+                Some(start) => Ok(start),
+                None => oplog::newest_timestamp(&source.client).await,
+            };
+            let read = match read {
+                Ok(ts) => catalog::survey(
+                    &source.client,
+                    &options.filter,
+                    options.coll_stats_threshold,
+                )
+                .await
+                .map(|plan| (ts, plan)),
+                Err(e) => Err(e),
+            };
+            let (start, plan) = match read {
+                Ok(read) => read,
+                Err(e) => {
+                    return Err(preflight::explain_read_failure(source, &self.destination, e).await)
+                }
+            };
+            if resume.is_some() {
+                return Ok((start, plan));
+            }
+            let Some((from, to)) = copy::renamed_since(&source.client, start, &plan).await? else {
+                return Ok((start, plan));
+            };
+            surveys += 1;
+            if surveys == MOST_SURVEYS {
+                return Err(Failure::runtime(format!(
+                    "collections keep being renamed on the source while its catalog is listed ({from} to {to} last)"
+                ))
+                .hint("start mongomirror again when renameCollection and $out pause on the source"));
+            }
+            info!("{from} was renamed to {to} on the source while its catalog was listed: listing it again from a new starting point");
+        }
+    }
 }
+
+/// The most times the source catalog is listed for a fresh start (see `start_and_plan`).
+const MOST_SURVEYS: usize = 5;
 
 fn log_plan(plan: &[SourceCollection]) {
     let (mut documents, mut bytes) = (0u64, 0u64);

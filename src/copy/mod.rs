@@ -14,7 +14,7 @@
 
 mod copier;
 mod destination;
-mod moved;
+pub mod moved;
 pub mod progress;
 pub mod ranges;
 pub mod resume;
@@ -42,6 +42,7 @@ use resume::{Keeper, Save, Tracker};
 pub(crate) use copier::read_batch_documents;
 pub use copier::INSERTS_IN_FLIGHT;
 pub use destination::conflicts;
+pub use moved::renamed_since;
 
 /// What the initial sync did, and where the oplog stage starts.
 #[derive(Debug, Clone)]

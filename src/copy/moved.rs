@@ -20,9 +20,10 @@
 //! harmless: replay drops or renames away whatever the name holds before it meets that rename.
 
 use futures::TryStreamExt;
-use mongodb::bson::{doc, Bson, Document, RawBsonRef, Timestamp};
+use mongodb::bson::{doc, Bson, Document, RawBsonRef, RawDocumentBuf, Timestamp};
 use mongodb::Client;
 
+use crate::catalog::SourceCollection;
 use crate::cli::Namespace;
 use crate::error::{Failure, Result};
 
@@ -104,15 +105,39 @@ async fn next_rename(
     from: &Namespace,
     after: Timestamp,
 ) -> Result<Option<(Namespace, Timestamp)>> {
-    let oplog = source
-        .database("local")
-        .collection::<mongodb::bson::RawDocumentBuf>("oplog.rs");
     let filter = doc! {
         "ts": { "$gt": after },
         "op": "c",
         "o.renameCollection": from.to_string(),
     };
-    let searching = format!("searching the source oplog for renames of {from}");
+    let what = format!("renames of {from}");
+    let Some((entry, ts)) = first_entry(source, filter, &what).await? else {
+        return Ok(None);
+    };
+    let to = entry
+        .get_document("o")
+        .ok()
+        .and_then(|o| o.get_str("to").ok())
+        .and_then(|to| Namespace::parse(to).ok())
+        .ok_or_else(|| {
+            Failure::runtime(format!(
+                "the source oplog holds a malformed renameCollection of {from}"
+            ))
+        })?;
+    Ok(Some((to, ts)))
+}
+
+/// The first source oplog entry that matches `filter`, and its position; `what` names what is
+/// looked for, for the messages.
+async fn first_entry(
+    source: &Client,
+    filter: Document,
+    what: &str,
+) -> Result<Option<(RawDocumentBuf, Timestamp)>> {
+    let oplog = source
+        .database("local")
+        .collection::<RawDocumentBuf>("oplog.rs");
+    let searching = format!("searching the source oplog for {what}");
     let found = crate::retry::transient(&searching, || async {
         oplog
             .find_one(filter.clone())
@@ -120,31 +145,16 @@ async fn next_rename(
             .await
     })
     .await
-    .map_err(|e| {
-        Failure::runtime(format!(
-            "cannot search the source oplog for renames of {from}"
-        ))
-        .cause(e)
-    })?;
+    .map_err(|e| Failure::runtime(format!("cannot search the source oplog for {what}")).cause(e))?;
     let Some(entry) = found else {
         return Ok(None);
     };
-    let malformed = || {
-        Failure::runtime(format!(
-            "the source oplog holds a malformed renameCollection of {from}"
-        ))
-    };
-    let ts = match entry.get("ts") {
-        Ok(Some(RawBsonRef::Timestamp(ts))) => ts,
-        _ => return Err(malformed()),
-    };
-    let to = entry
-        .get_document("o")
-        .ok()
-        .and_then(|o| o.get_str("to").ok())
-        .and_then(|to| Namespace::parse(to).ok())
-        .ok_or_else(malformed)?;
-    Ok(Some((to, ts)))
+    match entry.get("ts") {
+        Ok(Some(RawBsonRef::Timestamp(ts))) => Ok(Some((entry, ts))),
+        _ => Err(Failure::runtime(format!(
+            "the source oplog holds an entry without a timestamp among the {what}"
+        ))),
+    }
 }
 
 /// Removes every document of `ns` on the destination, before it is copied again whole.
@@ -164,4 +174,39 @@ pub async fn empty(destination: &Client, ns: &Namespace) -> Result<()> {
                 "check that the destination user may delete documents there (readWriteAnyDatabase)",
             )
     })
+}
+
+/// The first `renameCollection` in the source oplog after `after` from or to a namespace of
+/// `plan`: its source and target.
+pub async fn renamed_since(
+    source: &Client,
+    after: Timestamp,
+    plan: &[SourceCollection],
+) -> Result<Option<(Namespace, Namespace)>> {
+    let names: Vec<String> = plan.iter().map(|c| c.ns.to_string()).collect();
+    let filter = doc! {
+        "ts": { "$gt": after },
+        "op": "c",
+        "$or": [
+            { "o.renameCollection": { "$in": &names } },
+            { "o.to": { "$in": &names } },
+        ],
+    };
+    let Some((entry, _)) = first_entry(source, filter, "renames since the starting point").await?
+    else {
+        return Ok(None);
+    };
+    let field = |name| {
+        entry
+            .get_document("o")
+            .ok()
+            .and_then(|o| o.get_str(name).ok())
+            .and_then(|ns| Namespace::parse(ns).ok())
+    };
+    match (field("renameCollection"), field("to")) {
+        (Some(from), Some(to)) => Ok(Some((from, to))),
+        _ => Err(Failure::runtime(
+            "the source oplog holds a malformed renameCollection entry",
+        )),
+    }
 }

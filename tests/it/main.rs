@@ -15,6 +15,7 @@ mod harness_selftest;
 mod oplog_apply;
 mod oplog_sync;
 mod preflight;
+mod renames;
 mod resume;
 mod status;
 mod support;
