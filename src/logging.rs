@@ -31,7 +31,9 @@ pub fn set_format(format: LogFormat) {
     JSON.store(format == LogFormat::Json, Ordering::Relaxed);
 }
 
-fn json() -> bool {
+/// Whether lines are JSON (`--logFormat json`): then progress is never drawn as bars, which
+/// would break the one-object-per-line stream even on a terminal.
+pub fn json() -> bool {
     JSON.load(Ordering::Relaxed)
 }
 

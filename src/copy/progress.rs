@@ -64,6 +64,27 @@ enum Display {
     Hidden,
 }
 
+/// How progress is shown, from [`shown`].
+#[derive(Debug, PartialEq)]
+enum Shown {
+    Bars,
+    Lines,
+    Hidden,
+}
+
+/// Nothing with `--quiet`; bars only on a terminal and never in JSON log mode, whose stream is
+/// one object per line (a container started with `-t` has a terminal, and its log driver would
+/// keep the bars' escape codes); periodic log lines otherwise.
+fn shown(verbosity: Verbosity, terminal: bool, json: bool) -> Shown {
+    if verbosity == Verbosity::Quiet {
+        Shown::Hidden
+    } else if terminal && !json {
+        Shown::Bars
+    } else {
+        Shown::Lines
+    }
+}
+
 /// Progress of the whole copy: the collections in flight.
 pub struct Progress {
     display: Display,
@@ -76,14 +97,15 @@ impl Progress {
     /// Bars on a terminal, log lines elsewhere, nothing with `--quiet`; every count also goes
     /// to `status`.
     pub fn new(verbosity: Verbosity, status: Arc<Status>) -> Self {
-        let display = if verbosity == Verbosity::Quiet {
-            Display::Hidden
-        } else if std::io::stderr().is_terminal() {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            *DRAWN.lock().unwrap_or_else(PoisonError::into_inner) = Some(multi.clone());
-            Display::Bars(multi)
-        } else {
-            Display::Lines
+        let terminal = std::io::stderr().is_terminal();
+        let display = match shown(verbosity, terminal, crate::logging::json()) {
+            Shown::Hidden => Display::Hidden,
+            Shown::Lines => Display::Lines,
+            Shown::Bars => {
+                let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+                *DRAWN.lock().unwrap_or_else(PoisonError::into_inner) = Some(multi.clone());
+                Display::Bars(multi)
+            }
         };
         Progress {
             display,
@@ -253,6 +275,15 @@ impl Drop for LogTicker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bars_only_on_a_terminal_and_never_in_json() {
+        let normal = Verbosity::Normal;
+        assert_eq!(shown(normal, true, false), Shown::Bars);
+        assert_eq!(shown(normal, true, true), Shown::Lines);
+        assert_eq!(shown(normal, false, false), Shown::Lines);
+        assert_eq!(shown(Verbosity::Quiet, true, false), Shown::Hidden);
+    }
 
     #[test]
     fn counts_reach_the_status_endpoint() {
