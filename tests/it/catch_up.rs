@@ -31,6 +31,7 @@ struct Fuzzy {
     src: Client,
     dst: Client,
     mirror: Running,
+    bookmark: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -87,10 +88,7 @@ async fn hold_the_copy(unique_on_destination: bool) -> Option<Fuzzy> {
     let before = inserts().await;
     let dir = tempfile::tempdir().unwrap();
     let bookmark = dir.path().join("mongomirror.bookmark");
-    let mirror = pair
-        .mongomirror()
-        .args(["--bookmarkFile", bookmark.to_str().unwrap(), "-j", "2"])
-        .spawn();
+    let mirror = start(&pair, &bookmark);
     let held = wait_until(LINE_TIMEOUT, Duration::from_millis(10), async || {
         inserts().await >= before + 2
     })
@@ -101,8 +99,27 @@ async fn hold_the_copy(unique_on_destination: bool) -> Option<Fuzzy> {
         src,
         dst,
         mirror,
+        bookmark,
         _dir: dir,
     })
+}
+
+fn start(pair: &Pair, bookmark: &std::path::Path) -> Running {
+    pair.mongomirror()
+        .args(["--bookmarkFile", bookmark.to_str().unwrap(), "-j", "2"])
+        .spawn()
+}
+
+/// Holds the next `command` on the destination for `ms` milliseconds.
+async fn hold_next(dst: &Client, command: &str, ms: i32) {
+    dst.database("admin")
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": { "times": 1 },
+            "data": { "failCommands": [command], "blockConnection": true, "blockTimeMS": ms },
+        })
+        .await
+        .unwrap();
 }
 
 impl Fuzzy {
@@ -298,6 +315,69 @@ async fn a_collection_renamed_during_its_copy_is_copied_whole() {
     assert_eq!(
         archived.count_documents(doc! {}).await.unwrap(),
         u64::try_from(DOCS).unwrap() + 1
+    );
+    fuzzy.stop().await;
+}
+
+/// A kill while a renamed collection is copied again: the bookmark names where it went, and the
+/// restart reads it from there without finding it renamed again.
+#[tokio::test]
+async fn a_kill_while_a_renamed_collection_is_copied_again_resumes_from_its_new_name() {
+    let Some(mut fuzzy) = hold_the_copy(false).await else {
+        return;
+    };
+    // The copy itself never deletes: the one delete is the emptying before the second copy,
+    // held long enough to hold the second copy's first insert in turn.
+    hold_next(&fuzzy.dst, "delete", 3000).await;
+    fuzzy
+        .src
+        .database("admin")
+        .run_command(doc! { "renameCollection": "app.accounts", "to": "app.live" })
+        .await
+        .unwrap();
+    let renamed = "app.accounts was renamed to app.live while it was being copied";
+    fuzzy
+        .mirror
+        .wait_for_line(renamed, LINE_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", fuzzy.mirror.output_so_far()));
+    hold_next(&fuzzy.dst, "insert", 15_000).await;
+    let saved = wait_until(LINE_TIMEOUT, Duration::from_millis(20), async || {
+        std::fs::read_to_string(&fuzzy.bookmark).is_ok_and(|b| b.contains("movedTo"))
+    })
+    .await;
+    assert!(
+        saved,
+        "no new origin saved\n{}",
+        fuzzy.mirror.output_so_far()
+    );
+    fuzzy.mirror.kill();
+    fuzzy.mirror.wait(Duration::from_secs(15)).await;
+    let bookmark: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&fuzzy.bookmark).unwrap()).unwrap();
+    assert_eq!(
+        bookmark["copy"]["collections"][0]["movedTo"]["ns"], "app.live",
+        "{bookmark:#}"
+    );
+    // Later writes to the renamed collection reach it through the oplog.
+    fuzzy
+        .src
+        .database("app")
+        .collection::<Document>("live")
+        .insert_one(doc! { "_id": -100, "u": -100 })
+        .await
+        .unwrap();
+
+    fuzzy.mirror = start(&fuzzy.pair, &fuzzy.bookmark);
+    fuzzy
+        .mirror
+        .wait_for_line("resuming the initial sync started at", LINE_TIMEOUT)
+        .await
+        .unwrap();
+    let log = fuzzy.converges().await;
+    assert!(
+        !log.contains(renamed),
+        "read from its new name at once\n{log}"
     );
     fuzzy.stop().await;
 }
