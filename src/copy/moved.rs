@@ -42,6 +42,9 @@ pub enum Whereabouts {
     },
 }
 
+/// The hint of a failed lookup: the copy is saved.
+const RESUMES: &str = "check that the source user may list collections and read local.oplog.rs; started again with the same flags, mongomirror resumes the copy from the bookmark";
+
 /// The most renames followed for one collection, against an oplog that never ends them.
 const MOST_RENAMES: usize = 1000;
 
@@ -86,7 +89,11 @@ pub async fn current_uuid(client: &Client, ns: &Namespace) -> Result<Option<Opti
             .await
     })
     .await
-    .map_err(|e| Failure::runtime(format!("cannot look up {ns} on the source")).cause(e))?;
+    .map_err(|e| {
+        Failure::runtime(format!("cannot look up {ns} on the source"))
+            .cause(e)
+            .hint(RESUMES)
+    })?;
     Ok(specs.first().map(uuid_of))
 }
 
@@ -145,7 +152,11 @@ async fn first_entry(
             .await
     })
     .await
-    .map_err(|e| Failure::runtime(format!("cannot search the source oplog for {what}")).cause(e))?;
+    .map_err(|e| {
+        Failure::runtime(format!("cannot search the source oplog for {what}"))
+            .cause(e)
+            .hint(RESUMES)
+    })?;
     let Some(entry) = found else {
         return Ok(None);
     };
