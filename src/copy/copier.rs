@@ -445,12 +445,7 @@ async fn read(
     batch_size: u32,
     tx: mpsc::Sender<RawBatch>,
 ) -> Result<(), CopyError> {
-    let failed = |e| {
-        CopyError::driver(
-            Failure::runtime(format!("cannot read {ns} from the source")),
-            e,
-        )
-    };
+    let failed = |e| read_failed(ns, e);
     let mut options = FindOptions::default();
     options.batch_size = Some(batch_size);
     // A reader waits on the writer; an idle cursor must not time out meanwhile.
@@ -469,6 +464,24 @@ async fn read(
         }
     }
     Ok(())
+}
+
+/// mongod's answer to a `getMore` whose collection was dropped or renamed since the last batch.
+const QUERY_PLAN_KILLED: i32 = 175;
+
+/// A failed read of `ns`. A cursor killed because its collection was dropped or renamed is
+/// read again from the last `_id` copied, like one lost to a transient error: the new read
+/// finds the name empty or holding another collection, and [`settle`] sorts that out once the
+/// ranges are in. (Without this, a temporary collection dropped during the copy stopped the run
+/// on mongod.)
+fn read_failed(ns: &Namespace, error: mongodb::error::Error) -> CopyError {
+    let killed = crate::error::server_code(&error) == Some(QUERY_PLAN_KILLED);
+    let mut failed = CopyError::driver(
+        Failure::runtime(format!("cannot read {ns} from the source")),
+        error,
+    );
+    failed.transient |= killed;
+    failed
 }
 
 /// Inserts every batch from the channel, several at a time (see [`INSERTS_IN_FLIGHT`] and
@@ -595,6 +608,22 @@ async fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cursor_killed_by_a_drop_or_rename_is_read_again() {
+        let ns = Namespace::new("app", "c");
+        let answer = |code: i32, name: &str| {
+            mongodb::error::Error::from(mongodb::error::ErrorKind::Command(
+                serde_json::from_value::<mongodb::error::CommandError>(serde_json::json!({
+                    "code": code, "codeName": name, "errmsg": "collection dropped",
+                }))
+                .unwrap(),
+            ))
+        };
+        assert!(read_failed(&ns, answer(175, "QueryPlanKilled")).transient);
+        assert!(read_failed(&ns, answer(43, "CursorNotFound")).transient);
+        assert!(!read_failed(&ns, answer(13, "Unauthorized")).transient);
+    }
 
     #[test]
     fn read_batches_aim_at_a_byte_size() {

@@ -381,3 +381,24 @@ async fn a_kill_while_a_renamed_collection_is_copied_again_resumes_from_its_new_
     );
     fuzzy.stop().await;
 }
+
+/// A collection dropped and created again while it is copied (a cache rebuilt, say): the
+/// ranges read after the drop read the new collection, and replay of the drop and of the new
+/// collection's writes settles the destination. It is not mistaken for a rename.
+#[tokio::test]
+async fn a_collection_dropped_and_created_again_during_its_copy_converges() {
+    let Some(fuzzy) = hold_the_copy(false).await else {
+        return;
+    };
+    fuzzy.accounts().drop().await.unwrap();
+    fuzzy
+        .accounts()
+        .insert_many((DOCS - 5..DOCS + 5).map(|i| doc! { "_id": i, "u": -i }))
+        .await
+        .unwrap();
+    let log = fuzzy.converges().await;
+    assert!(!log.contains("was renamed"), "{log}");
+    let accounts = fuzzy.dst.database("app").collection::<Document>("accounts");
+    assert_eq!(accounts.count_documents(doc! {}).await.unwrap(), 10);
+    fuzzy.stop().await;
+}
