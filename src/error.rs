@@ -137,6 +137,15 @@ pub fn server_code(error: &mongodb::error::Error) -> Option<i32> {
     }
 }
 
+/// mongod's answer to a `getMore` whose collection was dropped or renamed since the last batch.
+const QUERY_PLAN_KILLED: i32 = 175;
+
+/// Whether a read's cursor was killed because its collection was dropped or renamed: reading
+/// again shows what the name holds now.
+pub fn is_cursor_killed(error: &mongodb::error::Error) -> bool {
+    server_code(error) == Some(QUERY_PLAN_KILLED)
+}
+
 /// Server error codes of conditions that pass: network trouble, elections, shutdowns,
 /// interruptions, and a cursor lost with its server.
 const TRANSIENT_CODES: &[i32] = &[

@@ -466,16 +466,13 @@ async fn read(
     Ok(())
 }
 
-/// mongod's answer to a `getMore` whose collection was dropped or renamed since the last batch.
-const QUERY_PLAN_KILLED: i32 = 175;
-
 /// A failed read of `ns`. A cursor killed because its collection was dropped or renamed is
 /// read again from the last `_id` copied, like one lost to a transient error: the new read
 /// finds the name empty or holding another collection, and [`settle`] sorts that out once the
 /// ranges are in. (Without this, a temporary collection dropped during the copy stopped the run
 /// on mongod.)
 fn read_failed(ns: &Namespace, error: mongodb::error::Error) -> CopyError {
-    let killed = crate::error::server_code(&error) == Some(QUERY_PLAN_KILLED);
+    let killed = crate::error::is_cursor_killed(&error);
     let mut failed = CopyError::driver(
         Failure::runtime(format!("cannot read {ns} from the source")),
         error,

@@ -320,6 +320,36 @@ async fn faults_during_a_verification_are_waited_out() {
     }
 }
 
+/// A cursor killed because its collection was dropped or renamed (mongod's `QueryPlanKilled`
+/// on the `getMore`) is read again: the verification goes on and still says "identical". The
+/// copy classifies it the same way (`copy::copier::tests`); its tail's `getMore`s would meet
+/// this fail point first, so it is not armed under a running sync here.
+#[tokio::test]
+async fn a_verification_reads_a_killed_cursor_again() {
+    if skip_on_real_deployment("arms fail points") {
+        return;
+    }
+    let pair = Pair::start_with(
+        ServerOptions::default().with_test_commands(),
+        ServerOptions::default(),
+    )
+    .await;
+    let (src, dst) = pair.clients().await;
+    seed(&src, "app", &["a"], 5000).await;
+    seed(&dst, "app", &["a"], 5000).await;
+    let killed = Fault::Code(175);
+    arm(&src, SOURCE_APP, &["getMore"], killed, 2).await;
+    let out = mongomirror(&pair)
+        .args(["--verify", "-j", "2"])
+        .run(LINE_TIMEOUT)
+        .await;
+    assert_eq!(out.status, Some(0), "{out}");
+    assert!(
+        out.stderr.lines().any(|l| killed.reported_by(l)),
+        "not read again\n{out}"
+    );
+}
+
 /// Holds the copy: after 2 inserts, the next one waits `ms` on the destination, so that a
 /// server can be stopped while ranges are half done.
 async fn hold_the_copy(dst: &Client, ms: i32) {
