@@ -9,9 +9,14 @@ use mongomirror::cli::{Namespace, NamespaceFilter};
 use mongomirror::copy::moved::{self, Whereabouts};
 use mongomirror::oplog::newest_timestamp;
 
-use crate::support::Pair;
+use std::time::Duration;
+
+use crate::support::{await_same_deployments, wait_until, Pair, ServerOptions};
 
 const DB: &str = "renames_found";
+const SOURCE_APP: &str = "mongomirror-rs source";
+const LINE_TIMEOUT: Duration = Duration::from_secs(120);
+const CAUGHT_UP: &str = "has caught up with the initial sync";
 
 async fn rename(client: &Client, from: &str, to: &str, drop_target: bool) {
     client
@@ -151,4 +156,88 @@ async fn renames_of_planned_namespaces_since_a_position_are_found() {
         Some((ns("a"), ns("gone")))
     );
     src.database(DB).drop().await.unwrap();
+}
+
+/// A rename between the copy's starting point and the survey of the catalog: the survey sees
+/// only the new name, while replay would meet the writes to the old name and the rename, and
+/// rename those few documents over the copied collection. A fresh start surveys again from a
+/// new starting point instead.
+#[tokio::test]
+async fn a_rename_during_the_survey_makes_a_fresh_start_survey_again() {
+    if crate::support::skip_on_real_deployment("arms fail points") {
+        return;
+    }
+    let pair = Pair::start_with(
+        ServerOptions::default().with_test_commands(),
+        ServerOptions::default(),
+    )
+    .await;
+    let (src, dst) = pair.clients().await;
+    src.database(DB)
+        .collection::<Document>("a")
+        .insert_many((0..100).map(|i| doc! { "_id": i }))
+        .await
+        .unwrap();
+    // The survey's first listCollections waits 5 s, after the starting point is taken.
+    src.database("admin")
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": { "times": 1 },
+            "data": {
+                "failCommands": ["listCollections"],
+                "appName": SOURCE_APP,
+                "blockConnection": true,
+                "blockTimeMS": 5000,
+            },
+        })
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bookmark = dir.path().join("mongomirror.bookmark");
+    let mirror = pair
+        .mongomirror()
+        .args(["--bookmarkFile", bookmark.to_str().unwrap()])
+        .spawn();
+    let held = wait_until(LINE_TIMEOUT, Duration::from_millis(20), async || {
+        surveying(&src).await
+    })
+    .await;
+    assert!(held, "the survey never started\n{}", mirror.output_so_far());
+    src.database(DB)
+        .collection::<Document>("a")
+        .insert_one(doc! { "_id": "written after the starting point" })
+        .await
+        .unwrap();
+    rename(&src, "a", "b", false).await;
+    mirror
+        .wait_for_line(
+            "renames_found.a was renamed to renames_found.b on the source while its catalog was listed",
+            LINE_TIMEOUT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", mirror.output_so_far()));
+    mirror.wait_for_line(CAUGHT_UP, LINE_TIMEOUT).await.unwrap();
+    await_same_deployments(&src, &dst, Duration::from_secs(30)).await;
+    mirror.send_sigint();
+    let out = mirror.wait(Duration::from_secs(15)).await;
+    assert_eq!(out.status, Some(0), "{out}");
+}
+
+/// Whether a connection of mongomirror's source client is in `listCollections` (SecantusDB's
+/// `currentOp` names each connection's last command, recorded before a fail point holds it).
+async fn surveying(src: &Client) -> bool {
+    let ops = src
+        .database("admin")
+        .run_command(doc! { "currentOp": 1 })
+        .await
+        .unwrap();
+    ops.get_array("inprog").is_ok_and(|ops| {
+        ops.iter().filter_map(|op| op.as_document()).any(|op| {
+            let app = op
+                .get_document("clientMetadata")
+                .and_then(|m| m.get_document("application"))
+                .and_then(|a| a.get_str("name"));
+            app == Ok(SOURCE_APP) && op.get_str("op") == Ok("listCollections")
+        })
+    })
 }
