@@ -14,7 +14,7 @@
 //! - [`oplog`]: oplog sync, in data order: the tail reader, the spool, a typed parse of every
 //!   entry shape, exact and idempotent replay on the destination, and the driver that runs them
 //!   together and saves the bookmark.
-//! - [`run`]: the stages in order: connect, preflight, initial sync, oplog sync.
+//! - [`run()`]: the stages in order: connect, preflight, initial sync, oplog sync.
 //! - [`verify`]: proof that the destination holds what the source holds (`--verify`, and the
 //!   guided cutover).
 //! - [`error`], [`logging`], [`redact`]: the operator-facing edges: exit codes,

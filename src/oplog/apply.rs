@@ -11,7 +11,7 @@
 //!   barriers. The namespace filter is applied to every operation, inside transactions too.
 //! - CRUD runs between barriers are spread over writer lanes by hash of (namespace, `_id`), so each
 //!   document's order holds while different documents are written in parallel
-//!   ([`super::writer`]). A collection with a unique secondary index, or a capped collection,
+//!   (`super::writer`). A collection with a unique secondary index, or a capped collection,
 //!   gets one ordered lane of its own.
 //! - Every DDL command is a barrier: everything before it is acknowledged first, and it runs alone.
 //! - Transactions are assembled from their entries (`partialTxn` chains, prepared transactions)

@@ -420,7 +420,7 @@ fn to_bson(value: RawBsonRef<'_>) -> Result<Bson, DiffError> {
 ///
 /// Sending operators spares the read of the document that client-side application needs. They
 /// are exact on a document in the state the diff was logged against: fields in `u` exist (or,
-/// when missing, are created at the end in the same order, which [`ascending`] guarantees),
+/// when missing, are created at the end in the same order, which `ascending` guarantees),
 /// sub-diffs reach objects, and names are plain. Where the destination holds another state
 /// (a fuzzy copy still catching up), a sub-diff meeting a scalar makes the server refuse the
 /// update, and the caller falls back to client-side application; any other difference is one
