@@ -200,6 +200,8 @@ pub struct Context {
     pub save: Save,
     /// The copy's starting point: the oplog is replayed from there.
     pub start_ts: Timestamp,
+    /// The namespaces the migration copies.
+    pub filter: crate::cli::NamespaceFilter,
 }
 
 /// Runs every task on `workers` workers; the first failure stops the others.
@@ -318,6 +320,11 @@ async fn settle(
     } else {
         format!("{} (read from {read})", job.ns)
     };
+    if !context.filter.wants(&to) {
+        // Replay renames it out of the migration, which removes it from the destination.
+        info!("{was} was renamed to {to}, which this migration does not copy, while it was being copied: replaying the rename removes it from the destination");
+        return Ok(None);
+    }
     warn!(
         "{was} was renamed to {to} while it was being copied: copying it again, whole, from {to}, so that replaying the rename finds every document"
     );

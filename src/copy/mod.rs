@@ -165,6 +165,7 @@ pub async fn run(
         tracker: tracker.clone(),
         save: save.clone(),
         start_ts,
+        filter: options.filter.clone(),
     });
     if options.no_index_restore {
         info!("--noIndexRestore: indexes are not built");

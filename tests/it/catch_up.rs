@@ -40,6 +40,11 @@ struct Fuzzy {
 /// ranges have read their first batch and their first inserts are held on the destination for
 /// a few seconds. Both workers wait, so the last ranges are not opened yet.
 async fn hold_the_copy(unique_on_destination: bool) -> Option<Fuzzy> {
+    hold_the_copy_with(unique_on_destination, &[]).await
+}
+
+/// [`hold_the_copy`] with more flags for mongomirror.
+async fn hold_the_copy_with(unique_on_destination: bool, extra: &[&str]) -> Option<Fuzzy> {
     if skip_on_real_deployment("arms fail points on the destination") {
         return None;
     }
@@ -88,7 +93,7 @@ async fn hold_the_copy(unique_on_destination: bool) -> Option<Fuzzy> {
     let before = inserts().await;
     let dir = tempfile::tempdir().unwrap();
     let bookmark = dir.path().join("mongomirror.bookmark");
-    let mirror = start(&pair, &bookmark);
+    let mirror = start(&pair, &bookmark, extra);
     let held = wait_until(LINE_TIMEOUT, Duration::from_millis(10), async || {
         inserts().await >= before + 2
     })
@@ -104,9 +109,10 @@ async fn hold_the_copy(unique_on_destination: bool) -> Option<Fuzzy> {
     })
 }
 
-fn start(pair: &Pair, bookmark: &std::path::Path) -> Running {
+fn start(pair: &Pair, bookmark: &std::path::Path, extra: &[&str]) -> Running {
     pair.mongomirror()
         .args(["--bookmarkFile", bookmark.to_str().unwrap(), "-j", "2"])
+        .args(extra)
         .spawn()
 }
 
@@ -368,7 +374,7 @@ async fn a_kill_while_a_renamed_collection_is_copied_again_resumes_from_its_new_
         .await
         .unwrap();
 
-    fuzzy.mirror = start(&fuzzy.pair, &fuzzy.bookmark);
+    fuzzy.mirror = start(&fuzzy.pair, &fuzzy.bookmark, &[]);
     fuzzy
         .mirror
         .wait_for_line("resuming the initial sync started at", LINE_TIMEOUT)
@@ -400,5 +406,41 @@ async fn a_collection_dropped_and_created_again_during_its_copy_converges() {
     assert!(!log.contains("was renamed"), "{log}");
     let accounts = fuzzy.dst.database("app").collection::<Document>("accounts");
     assert_eq!(accounts.count_documents(doc! {}).await.unwrap(), 10);
+    fuzzy.stop().await;
+}
+
+/// A collection renamed, while it is copied, to a namespace the migration does not copy is not
+/// copied again: replaying the rename removes it from the destination.
+#[tokio::test]
+async fn a_collection_renamed_out_of_the_migration_during_its_copy_is_not_copied_again() {
+    let Some(fuzzy) = hold_the_copy_with(false, &["--excludeNamespace", "app.archive"]).await
+    else {
+        return;
+    };
+    let app = fuzzy.src.database("app");
+    app.collection::<Document>("other")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .unwrap();
+    fuzzy
+        .src
+        .database("admin")
+        .run_command(doc! { "renameCollection": "app.accounts", "to": "app.archive" })
+        .await
+        .unwrap();
+    fuzzy
+        .mirror
+        .wait_for_line(CAUGHT_UP, LINE_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", fuzzy.mirror.output_so_far()));
+    // Out of the migration, and so out of the comparison.
+    app.collection::<Document>("archive").drop().await.unwrap();
+    await_same_deployments(&fuzzy.src, &fuzzy.dst, Duration::from_secs(30)).await;
+    let log = fuzzy.mirror.output_so_far().stderr;
+    assert!(
+        log.contains("app.accounts was renamed to app.archive, which this migration does not copy"),
+        "{log}"
+    );
+    assert!(!log.contains("copying it again"), "{log}");
     fuzzy.stop().await;
 }
