@@ -14,7 +14,8 @@ use mongodb::bson::{doc, Document};
 use mongodb::Client;
 
 use crate::support::{
-    await_same_deployments, skip_on_real_deployment, wait_until, Pair, Running, ServerOptions,
+    await_same_deployments, hold_commands, skip_on_real_deployment, wait_until, Pair, Running,
+    ServerOptions,
 };
 
 const LINE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -67,14 +68,7 @@ async fn hold_the_copy_with(unique_on_destination: bool, extra: &[&str]) -> Opti
     if unique_on_destination {
         dst.database("app").run_command(unique).await.unwrap();
     }
-    dst.database("admin")
-        .run_command(doc! {
-            "configureFailPoint": "failCommand",
-            "mode": { "times": 2 },
-            "data": { "failCommands": ["insert"], "blockConnection": true, "blockTimeMS": 4000 },
-        })
-        .await
-        .unwrap();
+    hold_commands(&dst, &["insert"], None, doc! { "times": 2 }, 4000).await;
     // A range's first insert reaches the destination once its cursor has its first batch; the
     // server counts it as it arrives, before the fail point holds it.
     let inserts = async || -> i64 {
@@ -118,14 +112,7 @@ fn start(pair: &Pair, bookmark: &std::path::Path, extra: &[&str]) -> Running {
 
 /// Holds the next `command` on the destination for `ms` milliseconds.
 async fn hold_next(dst: &Client, command: &str, ms: i32) {
-    dst.database("admin")
-        .run_command(doc! {
-            "configureFailPoint": "failCommand",
-            "mode": { "times": 1 },
-            "data": { "failCommands": [command], "blockConnection": true, "blockTimeMS": ms },
-        })
-        .await
-        .unwrap();
+    hold_commands(dst, &[command], None, doc! { "times": 1 }, ms).await;
 }
 
 impl Fuzzy {

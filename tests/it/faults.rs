@@ -11,14 +11,13 @@ use mongodb::{Client, IndexModel};
 use serde_json::Value;
 
 use crate::support::{
-    await_same_deployments, skip_on_real_deployment, Pair, Running, ServerOptions,
+    await_same_deployments, hold_commands, skip_on_real_deployment, Pair, Running, ServerOptions,
+    DESTINATION_APP, SOURCE_APP,
 };
 
 const LINE_TIMEOUT: Duration = Duration::from_secs(120);
 const CAUGHT_UP: &str = "has caught up with the initial sync";
 const RECOVERABLE: &str = "Recoverable error";
-const SOURCE_APP: &str = "mongomirror-rs source";
-const DESTINATION_APP: &str = "mongomirror-rs destination";
 
 /// What a fail point does: close the connection, or answer with one of the transient codes
 /// (HostUnreachable, HostNotFound, NetworkTimeout, ShutdownInProgress, PrimarySteppedDown,
@@ -353,19 +352,8 @@ async fn a_verification_reads_a_killed_cursor_again() {
 /// Holds the copy: after 2 inserts, the next one waits `ms` on the destination, so that a
 /// server can be stopped while ranges are half done.
 async fn hold_the_copy(dst: &Client, ms: i32) {
-    dst.database("admin")
-        .run_command(doc! {
-            "configureFailPoint": "failCommand",
-            "mode": { "skip": 2, "times": 1 },
-            "data": {
-                "failCommands": ["insert"],
-                "appName": DESTINATION_APP,
-                "blockConnection": true,
-                "blockTimeMS": ms,
-            },
-        })
-        .await
-        .unwrap();
+    let mode = doc! { "skip": 2, "times": 1 };
+    hold_commands(dst, &["insert"], Some(DESTINATION_APP), mode, ms).await;
 }
 
 /// Waits until the bookmark records a copy half done: a range partly copied, or a collection

@@ -11,10 +11,11 @@ use mongomirror::oplog::newest_timestamp;
 
 use std::time::Duration;
 
-use crate::support::{await_same_deployments, wait_until, Pair, ServerOptions};
+use crate::support::{
+    await_same_deployments, hold_commands, wait_until, Pair, ServerOptions, SOURCE_APP,
+};
 
 const DB: &str = "renames_found";
-const SOURCE_APP: &str = "mongomirror-rs source";
 const LINE_TIMEOUT: Duration = Duration::from_secs(120);
 const CAUGHT_UP: &str = "has caught up with the initial sync";
 
@@ -179,19 +180,8 @@ async fn a_rename_during_the_survey_makes_a_fresh_start_survey_again() {
         .await
         .unwrap();
     // The survey's first listCollections waits 5 s, after the starting point is taken.
-    src.database("admin")
-        .run_command(doc! {
-            "configureFailPoint": "failCommand",
-            "mode": { "times": 1 },
-            "data": {
-                "failCommands": ["listCollections"],
-                "appName": SOURCE_APP,
-                "blockConnection": true,
-                "blockTimeMS": 5000,
-            },
-        })
-        .await
-        .unwrap();
+    let mode = doc! { "times": 1 };
+    hold_commands(&src, &["listCollections"], Some(SOURCE_APP), mode, 5000).await;
     let dir = tempfile::tempdir().unwrap();
     let bookmark = dir.path().join("mongomirror.bookmark");
     let mirror = pair

@@ -70,14 +70,8 @@ async fn a_copy_killed_midway_resumes_where_it_stopped() {
     let (src, dst) = pair.clients().await;
     seed(&src).await;
     // Some inserts go through, then one is held: the kill lands with ranges half done.
-    dst.database("admin")
-        .run_command(doc! {
-            "configureFailPoint": "failCommand",
-            "mode": { "skip": 12, "times": 1 },
-            "data": { "failCommands": ["insert"], "blockConnection": true, "blockTimeMS": 10000 },
-        })
-        .await
-        .unwrap();
+    let mode = doc! { "skip": 12, "times": 1 };
+    crate::support::hold_commands(&dst, &["insert"], None, mode, 10_000).await;
     let dir = tempfile::tempdir().unwrap();
     let bookmark = dir.path().join("mongomirror.bookmark");
     let mirror = start(&pair, &bookmark, &[]);
@@ -195,14 +189,11 @@ async fn a_kill_during_the_catalog_creation_resumes_without_drop() {
             .unwrap();
     }
     // The collection and the first view are created, the second view's creation is held.
-    dst.database("admin")
-        .run_command(doc! {
-            "configureFailPoint": "failCommand",
-            "mode": { "skip": 2, "times": 1 },
-            "data": { "failCommands": ["create"], "appName": "mongomirror-rs destination", "blockConnection": true, "blockTimeMS": 10000 },
-        })
-        .await
-        .unwrap();
+    let (app, mode) = (
+        crate::support::DESTINATION_APP,
+        doc! { "skip": 2, "times": 1 },
+    );
+    crate::support::hold_commands(&dst, &["create"], Some(app), mode, 10_000).await;
     let dir = tempfile::tempdir().unwrap();
     let bookmark = dir.path().join("mongomirror.bookmark");
     let mirror = start(&pair, &bookmark, &[]);

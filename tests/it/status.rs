@@ -129,14 +129,7 @@ async fn initial_sync_status_lists_each_namespace() {
         .await
         .unwrap();
     // Hold the copy's first insert for a while, so the status is read mid-copy.
-    dst.database("admin")
-        .run_command(doc! {
-            "configureFailPoint": "failCommand",
-            "mode": { "times": 1 },
-            "data": { "failCommands": ["insert"], "blockConnection": true, "blockTimeMS": 4000 },
-        })
-        .await
-        .unwrap();
+    crate::support::hold_commands(&dst, &["insert"], None, doc! { "times": 1 }, 4000).await;
     let (mirror, port) = start_with_status(&pair).await;
     mirror
         .wait_for_line("copying app.slow", LINE_TIMEOUT)

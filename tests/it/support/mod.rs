@@ -14,6 +14,7 @@
 
 mod compare;
 mod data;
+mod failpoint;
 mod http;
 mod pair;
 mod process;
@@ -30,6 +31,7 @@ pub use compare::{
     assert_same_deployments, await_same_deployments, compare_deployments, Difference,
 };
 pub use data::{every_type, mixed_ids};
+pub use failpoint::{hold_commands, DESTINATION_APP, SOURCE_APP};
 pub use http::{
     get, get_json, request, start_with_status, start_with_status_and, status_line, status_port,
 };
