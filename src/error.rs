@@ -137,19 +137,13 @@ pub fn server_code(error: &mongodb::error::Error) -> Option<i32> {
     }
 }
 
-/// mongod's answer to a `getMore` whose collection was dropped or renamed since the last batch.
-const QUERY_PLAN_KILLED: i32 = 175;
-
-/// Whether a read's cursor was killed because its collection was dropped or renamed: reading
-/// again shows what the name holds now.
-pub fn is_cursor_killed(error: &mongodb::error::Error) -> bool {
-    server_code(error) == Some(QUERY_PLAN_KILLED)
-}
-
 /// Server error codes of conditions that pass: network trouble, elections, shutdowns,
-/// interruptions, and a cursor lost with its server.
+/// interruptions, a cursor lost with its server (43), and a cursor killed because its
+/// collection was dropped or renamed (175, mongod's `QueryPlanKilled` on the `getMore`): read
+/// again, the name shows what it holds now (the copy then finds a renamed collection, see
+/// `copy::moved`).
 const TRANSIENT_CODES: &[i32] = &[
-    6, 7, 43, 63, 89, 91, 134, 150, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
+    6, 7, 43, 63, 89, 91, 134, 150, 175, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
 ];
 
 /// Whether a server error code is one of the transient ones (a `writeConcernError` in a reply,

@@ -473,19 +473,14 @@ async fn read(
     Ok(())
 }
 
-/// A failed read of `ns`. A cursor killed because its collection was dropped or renamed is
-/// read again from the last `_id` copied, like one lost to a transient error: the new read
-/// finds the name empty or holding another collection, and [`settle`] sorts that out once the
-/// ranges are in. (Without this, a temporary collection dropped during the copy stopped the run
-/// on mongod.)
+/// A failed read of `ns`. Transient ones include a cursor killed because its collection was
+/// dropped or renamed: read again from the last `_id` copied, the name is empty or holds
+/// another collection, and [`settle`] sorts that out once the ranges are in.
 fn read_failed(ns: &Namespace, error: mongodb::error::Error) -> CopyError {
-    let killed = crate::error::is_cursor_killed(&error);
-    let mut failed = CopyError::driver(
+    CopyError::driver(
         Failure::runtime(format!("cannot read {ns} from the source")),
         error,
-    );
-    failed.transient |= killed;
-    failed
+    )
 }
 
 /// Inserts every batch from the channel, several at a time (see [`INSERTS_IN_FLIGHT`] and

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use super::report::{Counts, DocumentDifference};
 use crate::copy::progress::CollectionProgress;
 use crate::copy::ranges::IdRange;
-use crate::error::{brief, is_cursor_killed, is_transient, Failure, Result};
+use crate::error::{brief, is_transient, Failure, Result};
 use crate::order;
 use crate::retry::Outage;
 
@@ -306,8 +306,7 @@ impl Side {
                 let read = stream(&collection, &range, reading, &tx, &mut sent, &mut outage).await;
                 let error = match read {
                     Ok(()) => return,
-                    // A collection dropped or renamed meanwhile: the name is read again.
-                    Err(e) if is_transient(&e) || is_cursor_killed(&e) => e,
+                    Err(e) if is_transient(&e) => e,
                     Err(e) => {
                         let _ = tx.send(Err(failed(e))).await;
                         return;
