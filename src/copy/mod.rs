@@ -373,6 +373,7 @@ fn tasks(state: &CopyState) -> Result<(Vec<Arc<Job>>, VecDeque<Task>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bookmark::MovedTo;
     use mongodb::bson::{spec::BinarySubtype, Binary, Bson};
 
     /// A collection found renamed is saved with where it went, and a restart reads it from
@@ -433,5 +434,50 @@ mod tests {
         assert_eq!(again.since, Some(at));
         let (jobs, tasks) = tasks(&back).unwrap();
         assert_eq!((jobs.len(), tasks.len()), (1, 1));
+    }
+
+    fn staging() -> CollectionState {
+        CollectionState {
+            ns: "app.staging".into(),
+            documents: 1,
+            bytes: 1,
+            by_id: true,
+            done: false,
+            relaxed_indexes: vec![],
+            ranges: vec![resume::range_state(&IdRange::default())],
+            uuid: None,
+            moved_to: None,
+        }
+    }
+
+    /// A bookmark edited by hand into a UUID or a renamed namespace that cannot be read is a
+    /// clear error with a hint, never a copy from the wrong place.
+    #[test]
+    fn an_unreadable_origin_in_the_bookmark_is_refused() {
+        let ns = Namespace::new("app", "staging");
+        let mut bad_uuid = staging();
+        bad_uuid.uuid = Some(serde_json::json!({ "$numberLong": "not a number" }));
+        let failure = origin(&ns, &bad_uuid).unwrap_err();
+        assert_eq!(
+            failure.message,
+            "the bookmark holds a UUID that is not extended JSON for app.staging"
+        );
+        assert!(failure.hint.unwrap().contains("--forceDump --drop"));
+
+        let mut bad_ns = staging();
+        bad_ns.moved_to = Some(MovedTo {
+            ns: "no-collection".into(),
+            at: Timestamp {
+                time: 1,
+                increment: 1,
+            }
+            .into(),
+        });
+        let failure = origin(&ns, &bad_ns).unwrap_err();
+        assert_eq!(
+            failure.message,
+            "the bookmark holds a renamed namespace that is not one for app.staging"
+        );
+        assert!(failure.hint.is_some());
     }
 }
