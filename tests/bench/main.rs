@@ -209,17 +209,7 @@ fn copy_runs(
     source: &str,
     destination: &str,
 ) -> [(&'static str, Vec<String>); 3] {
-    let mirror_j = |j: &str| -> Vec<String> {
-        vec![
-            mirror.display().to_string(),
-            "--host".into(),
-            source.into(),
-            "--destination".into(),
-            destination.into(),
-            "-j".into(),
-            j.into(),
-        ]
-    };
+    let mirror_j = |j: &str| mirror_argv(mirror, source, destination, &["-j", j]);
     [
         (
             "baseline",
@@ -234,6 +224,19 @@ fn copy_runs(
         ("mongomirror -j 1", mirror_j("1")),
         ("mongomirror -j 4", mirror_j("4")),
     ]
+}
+
+/// The command line of `mirror` between `source` and `destination`, then `extra`.
+fn mirror_argv(mirror: &Path, source: &str, destination: &str, extra: &[&str]) -> Vec<String> {
+    let mut argv = vec![
+        mirror.display().to_string(),
+        "--host".into(),
+        source.into(),
+        "--destination".into(),
+        destination.into(),
+    ];
+    argv.extend(extra.iter().map(|a| a.to_string()));
+    argv
 }
 
 /// `uri` seen through a proxy adding `rtt_ms` of round trip: the proxy (kept alive by the
@@ -270,18 +273,7 @@ fn verify_runs(
     docs: u64,
     bytes: u64,
 ) -> Result<(), Error> {
-    let verify = |j: &str| -> Vec<String> {
-        vec![
-            mirror.display().to_string(),
-            "--host".into(),
-            source.into(),
-            "--destination".into(),
-            destination.into(),
-            "--verify".into(),
-            "-j".into(),
-            j.into(),
-        ]
-    };
+    let verify = |j: &str| mirror_argv(mirror, source, destination, &["--verify", "-j", j]);
     let runs: [(&str, Vec<String>); 3] = [
         (
             "read both sides",
@@ -441,20 +433,11 @@ struct Measured {
 /// mongomirror keeps tailing the oplog) and reads its CPU time and peak RSS; `starting` marks
 /// the start of the measured part.
 fn measure(argv: &[String], starting: &str, completed: &str) -> Result<Measured, Error> {
-    use std::os::unix::process::CommandExt;
-    // A fresh working directory per run: mongomirror keeps its bookmark (and oplog spool) in
-    // the current directory, and a run that found the previous run's would resume its oplog
-    // sync instead of copying.
-    let workdir = tempfile::tempdir()?;
-    let started = Instant::now();
-    let mut child = Command::new("/usr/bin/time")
-        .args(["-f", "TIME %U %S %M"])
-        .args(argv)
-        .current_dir(workdir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()?;
+    let Timed {
+        mut child,
+        started,
+        _workdir,
+    } = spawn_timed(argv)?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let (mut copy_started, mut total) = (None, None);
     let mut usage = None;
@@ -472,21 +455,55 @@ fn measure(argv: &[String], starting: &str, completed: &str) -> Result<Measured,
         }
     }
     child.wait()?;
-    let usage = usage.ok_or("GNU time printed nothing")?;
-    let f: Vec<&str> = usage.split_whitespace().collect();
-    let (user, sys, rss): (f64, f64, u64) = match f.as_slice() {
-        [u, s, m] => (u.parse()?, s.parse()?, m.parse()?),
-        _ => return Err(format!("unexpected GNU time output {usage:?}").into()),
-    };
+    let (cpu_seconds, peak_rss_kb) = usage_of(usage)?;
     let Some((total, Some(copy))) = total else {
         return Err("the run never completed".into());
     };
     Ok(Measured {
         total,
         copy,
-        cpu_seconds: user + sys,
-        peak_rss_kb: rss,
+        cpu_seconds,
+        peak_rss_kb,
     })
+}
+
+/// A run under GNU time (which prints `TIME <user> <sys> <peak RSS KB>` on stderr last), in its
+/// own process group and a fresh working directory: mongomirror keeps its bookmark (and oplog
+/// spool) in the current directory, and a run that found the previous run's would resume its
+/// oplog sync instead of copying.
+struct Timed {
+    child: Child,
+    started: Instant,
+    _workdir: tempfile::TempDir,
+}
+
+fn spawn_timed(argv: &[String]) -> Result<Timed, Error> {
+    use std::os::unix::process::CommandExt;
+    let workdir = tempfile::tempdir()?;
+    let started = Instant::now();
+    let child = Command::new("/usr/bin/time")
+        .args(["-f", "TIME %U %S %M"])
+        .args(argv)
+        .current_dir(workdir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    Ok(Timed {
+        child,
+        started,
+        _workdir: workdir,
+    })
+}
+
+/// CPU seconds and peak RSS in KB from GNU time's line (after `TIME `).
+fn usage_of(usage: Option<String>) -> Result<(f64, u64), Error> {
+    let usage = usage.ok_or("GNU time printed nothing")?;
+    let f: Vec<&str> = usage.split_whitespace().collect();
+    let [user, sys, rss] = f.as_slice() else {
+        return Err(format!("unexpected GNU time output {usage:?}").into());
+    };
+    Ok((user.parse::<f64>()? + sys.parse::<f64>()?, rss.parse()?))
 }
 
 /// SIGINT to the run's process group (GNU time and the program under it).

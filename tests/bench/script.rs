@@ -19,7 +19,10 @@ use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::Client;
 
-use super::{document, seed, via, Error, Server, COMPLETED, DB, SHARES};
+use super::{
+    document, interrupt, mirror_argv, seed, spawn_timed, usage_of, via, Error, Server, Timed,
+    COMPLETED, DB, SHARES,
+};
 
 /// The script, run by `python`.
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bench/pymongo_mirror.py");
@@ -147,15 +150,7 @@ pub async fn run(launcher: &[String], settings: &Settings) -> Result<(), Error> 
                     DB.into(),
                 ]
             } else {
-                vec![
-                    mirror.display().to_string(),
-                    "--host".into(),
-                    source.clone(),
-                    "--destination".into(),
-                    dst_via,
-                    "-j".into(),
-                    "4".into(),
-                ]
+                mirror_argv(&mirror, &source, &dst_via, &["-j", "4"])
             };
             let outcome = contend(&argv, &src, &dst, settings).await?;
             compare(&src, &dst).await?;
@@ -195,17 +190,11 @@ async fn contend(
     dst: &Client,
     settings: &Settings,
 ) -> Result<Outcome, Error> {
-    use std::os::unix::process::CommandExt;
-    let workdir = tempfile::tempdir()?;
-    let started = Instant::now();
-    let mut child = Command::new("/usr/bin/time")
-        .args(["-f", "TIME %U %S %M"])
-        .args(argv)
-        .current_dir(workdir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()?;
+    let Timed {
+        mut child,
+        started,
+        _workdir,
+    } = spawn_timed(argv)?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
     // The log is read on a thread: copy end, GNU time's line, and failures.
     let reader = std::thread::spawn(move || {
@@ -239,26 +228,20 @@ async fn contend(
         }
     }
     .await;
-    let _ = Command::new("kill")
-        .args(["-INT", "--", &format!("-{}", child.id())])
-        .status();
+    interrupt(&child);
     child.wait()?;
     let (copy, usage, failures) = reader.join().map_err(|_| "log reader panicked")?;
     for line in &failures {
         eprintln!("{line}");
     }
     let (caught_up, lag) = waited?;
-    let usage = usage.ok_or("GNU time printed nothing")?;
-    let f: Vec<&str> = usage.split_whitespace().collect();
-    let [user, sys, rss] = f.as_slice() else {
-        return Err(format!("unexpected GNU time output {usage:?}").into());
-    };
+    let (cpu_seconds, peak_rss_kb) = usage_of(usage)?;
     Ok(Outcome {
         caught_up,
         copy,
         lag,
-        cpu_seconds: user.parse::<f64>()? + sys.parse::<f64>()?,
-        peak_rss_kb: rss.parse()?,
+        cpu_seconds,
+        peak_rss_kb,
     })
 }
 
